@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import { costLockKey } from './lock-key.js';
+import { sqlState, SqlState } from './pg-errors.js';
+import { acquireClient, PoolTimeoutError } from './pools.js';
+
+export interface CostBarrierOptions {
+  /** The lock-holder pool; settles must use another pool (see pools.ts). */
+  pool: pg.Pool;
+  /** Longest wait for a free lock-holder client before answering "busy". */
+  acquireTimeoutMs: number;
+  /** Postgres `lock_timeout` while waiting for the user's advisory lock (other replicas). */
+  lockTimeoutMs: number;
+  /** Longest in-process wait behind the same user's earlier callers. */
+  queueWaitMs: number;
+  /** Same-user callers allowed to wait in this process; more are turned away at once. */
+  queueDepthMax: number;
+  /**
+   * `idle_in_transaction_session_timeout` of the holder's transaction: if this process hangs,
+   * Postgres ends the session and frees the lock. Must exceed the longest upstream call.
+   */
+  holdMsMax: number;
+  onLockWait?: (seconds: number) => void;
+  /** The holder's COMMIT failed after fn succeeded (its session was ended under it). */
+  onHolderLost?: (error: unknown, userId: string) => void;
+}
+
+export type BarrierBusyReason = 'queue_full' | 'queue_timeout' | 'pool_timeout' | 'lock_timeout';
+
+export class BarrierBusyError extends Error {
+  constructor(readonly reason: BarrierBusyReason, readonly retryAfterS: number) {
+    super(`cost barrier busy (${reason})`);
+  }
+}
+
+export interface LockedContext {
+  /** The pinned client inside the lock transaction: use it for the admission read only. */
+  readonly client: pg.PoolClient;
+}
+
+interface Chain { tail: Promise<void>; members: number }
+
+/**
+ * Serializes validate → upstream → save per user: across replicas with a transaction-level
+ * advisory lock, within this process with a promise chain, so at most one pool client per
+ * active user is pinned while same-user callers wait in memory.
+ */
+export class CostBarrier {
+  readonly #chains = new Map<string, Chain>();
+  #queued = 0;
+  #pinned = 0;
+
+  constructor(private readonly options: CostBarrierOptions) {
+    assert(options.holdMsMax > options.lockTimeoutMs, 'holdMsMax must exceed lockTimeoutMs');
+  }
+
+  /** Callers waiting behind a same-user predecessor in this process. */
+  get queued(): number { return this.#queued; }
+  /** Lock-holder clients checked out of the pool right now. */
+  get pinned(): number { return this.#pinned; }
+  /** Users with a chain entry (0 when idle: the map never leaks). */
+  get activeUsers(): number { return this.#chains.size; }
+
+  async withUserCostLock<T>(userId: string, fn: (ctx: LockedContext) => Promise<T>): Promise<T> {
+    const chain = this.#chains.get(userId) ?? { tail: Promise.resolve(), members: 0 };
+    if (chain.members > this.options.queueDepthMax) {
+      throw new BarrierBusyError('queue_full', this.retryAfterS());
+    }
+    const previous = chain.tail;
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => { done = resolve; });
+    // The next caller waits for both: if this one gives up early, order is still kept.
+    chain.tail = previous.then(() => mine);
+    chain.members += 1;
+    this.#chains.set(userId, chain);
+    try {
+      await this.waitTurn(previous);
+      return await this.runLocked(userId, fn);
+    } finally {
+      done();
+      chain.members -= 1;
+      if (chain.members === 0) this.#chains.delete(userId);
+    }
+  }
+
+  private async waitTurn(previous: Promise<void>): Promise<void> {
+    this.#queued += 1;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        previous,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new BarrierBusyError('queue_timeout', this.retryAfterS())), this.options.queueWaitMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.#queued -= 1;
+    }
+  }
+
+  private async runLocked<T>(userId: string, fn: (ctx: LockedContext) => Promise<T>): Promise<T> {
+    const client = await this.acquire();
+    this.#pinned += 1;
+    let broken: Error | undefined;
+    try {
+      let result: T;
+      try {
+        await this.lock(client, userId);
+        result = await fn({ client });
+      } catch (error) {
+        broken = await rollback(client);
+        throw error;
+      }
+      broken = await this.commit(client, userId);
+      return result;
+    } finally {
+      this.#pinned -= 1;
+      // A client whose rollback or commit failed is destroyed, never reused.
+      client.release(broken);
+    }
+  }
+
+  private async acquire(): Promise<pg.PoolClient> {
+    try {
+      return await acquireClient(this.options.pool, 'lock', this.options.acquireTimeoutMs);
+    } catch (error) {
+      if (error instanceof PoolTimeoutError) throw new BarrierBusyError('pool_timeout', this.retryAfterS());
+      throw error;
+    }
+  }
+
+  private async lock(client: pg.PoolClient, userId: string): Promise<void> {
+    const { lockTimeoutMs, holdMsMax } = this.options;
+    try {
+      await client.query('begin');
+      await client.query(
+        `select set_config('lock_timeout', $1::text, true),
+                set_config('idle_in_transaction_session_timeout', $2::text, true)`,
+        [String(lockTimeoutMs), String(holdMsMax)],
+      );
+      const started = performance.now();
+      await client.query('select pg_advisory_xact_lock($1::bigint)', [costLockKey(userId).toString()]);
+      this.options.onLockWait?.((performance.now() - started) / 1000);
+    } catch (error) {
+      if (sqlState(error) === SqlState.lockNotAvailable) {
+        throw new BarrierBusyError('lock_timeout', this.retryAfterS());
+      }
+      throw error;
+    }
+  }
+
+  /** A failed COMMIT after fn succeeded means the session died; its lock died with it. */
+  private async commit(client: pg.PoolClient, userId: string): Promise<Error | undefined> {
+    try {
+      await client.query('commit');
+      return undefined;
+    } catch (error) {
+      this.options.onHolderLost?.(error, userId);
+      return error instanceof Error ? error : new Error(String(error));
+    }
+  }
+
+  private retryAfterS(): number {
+    return Math.max(1, Math.ceil(this.options.lockTimeoutMs / 1000));
+  }
+}
+
+/** Returns an error when the rollback failed, so the caller destroys the client. */
+async function rollback(client: pg.PoolClient): Promise<Error | undefined> {
+  try {
+    await client.query('rollback');
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}

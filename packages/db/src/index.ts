@@ -1,0 +1,15 @@
+export * from './money.js';
+export * from './lock-key.js';
+export * from './pg-errors.js';
+export * from './pools.js';
+export * from './migrate.js';
+export * from './embedded.js';
+export * from './cost-barrier.js';
+export type { Queryable } from './sql/queryable.js';
+export * as users from './sql/users.js';
+export * as keys from './sql/keys.js';
+export * as ledger from './sql/ledger.js';
+export * as requests from './sql/requests.js';
+export type { LedgerEntry, LedgerKind, LedgerQuery, UsageSettlement } from './sql/ledger.js';
+export type { RequestRow, RequestState, NewRequest } from './sql/requests.js';
+export type { UserRow } from './sql/users.js';

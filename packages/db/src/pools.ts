@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import pg from 'pg';
+
+export interface PoolsOptions {
+  connectionString: string;
+  /** Clients for cost-barrier lock holders: each active user pins one for its whole call. */
+  lockPoolSize: number;
+  /** Clients for everything else (ledger writes, settles, admin reads). */
+  writePoolSize: number;
+  connectTimeoutMs: number;
+  statementTimeoutMs: number;
+  idleTimeoutMs: number;
+  applicationName: string;
+  onError: (error: Error, pool: 'lock' | 'write') => void;
+}
+
+/**
+ * Two pools, never one: a lock holder settles its cost on a write client, so if lock holders
+ * and writes shared a pool, N active users pinning all N clients would deadlock every settle.
+ */
+export interface Pools {
+  readonly lock: pg.Pool;
+  readonly write: pg.Pool;
+  end(): Promise<void>;
+}
+
+export function createPools(options: PoolsOptions): Pools {
+  assert(options.lockPoolSize >= 1 && options.writePoolSize >= 1, 'pool sizes must be positive');
+  const lock = createPool(options, options.lockPoolSize, 'lock');
+  const write = createPool(options, options.writePoolSize, 'write');
+  return {
+    lock,
+    write,
+    async end() {
+      await Promise.all([lock.end(), write.end()]);
+    },
+  };
+}
+
+function createPool(options: PoolsOptions, max: number, name: 'lock' | 'write'): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max,
+    // acquireClient() below enforces the acquire limit; this is the driver's backstop for
+    // a connect that hangs at the TCP level.
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    idleTimeoutMillis: options.idleTimeoutMs,
+    application_name: `${options.applicationName}:${name}`,
+    statement_timeout: options.statementTimeoutMs,
+    keepAlive: true,
+  });
+  // An idle client losing its server (Postgres restart) emits here; unhandled it would kill
+  // the process. The pool drops that client and connects a new one on the next acquire.
+  pool.on('error', (error) => options.onError(error, name));
+  return pool;
+}
+
+export class PoolTimeoutError extends Error {
+  constructor(readonly pool: string, readonly timeoutMs: number) {
+    super(`no ${pool} database client became free within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * Acquire with a hard deadline of our own, so the caller can tell a timeout from a broken
+ * connection without reading error messages. A client that arrives after the deadline is
+ * released straight back to the pool.
+ */
+export async function acquireClient(pool: pg.Pool, name: string, timeoutMs: number): Promise<pg.PoolClient> {
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const pending = pool.connect();
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(new PoolTimeoutError(name, timeoutMs));
+    }, timeoutMs);
+  });
+  pending.then((client) => { if (timedOut) client.release(); }, () => undefined);
+  try {
+    return await Promise.race([pending, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

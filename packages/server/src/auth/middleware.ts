@@ -1,0 +1,29 @@
+import type { NextFunction, Request, Response } from 'express';
+import { keys } from '@metergate/db';
+import { MetergateError } from '../errors.js';
+import type { Services } from '../services.js';
+import { bearerToken, hashApiKey, tokensEqual } from './api-keys.js';
+
+/** Resolves the caller's user from its API key into res.locals.userId; 401 otherwise. */
+export function requireUser(services: Services) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const token = bearerToken(req.headers.authorization);
+    if (token === null) throw new MetergateError('invalid_api_key', 'missing API key: send "Authorization: Bearer <key>"');
+    const owner = await keys.findKeyOwner(services.pools.write, hashApiKey(token));
+    if (owner === null || owner.revoked) {
+      throw new MetergateError('invalid_api_key', owner === null ? 'invalid API key' : 'this API key has been revoked');
+    }
+    res.locals.userId = owner.userId;
+    next();
+  };
+}
+
+export function requireAdmin(adminToken: string) {
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    const token = bearerToken(req.headers.authorization);
+    if (token === null || !tokensEqual(token, adminToken)) {
+      throw new MetergateError('invalid_api_key', 'admin token required');
+    }
+    next();
+  };
+}

@@ -1,0 +1,95 @@
+import { requests } from '@metergate/db';
+import type pg from 'pg';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { OpenRouterClient } from '../upstream/openrouter.js';
+import type { Settler } from './settler.js';
+import { readBody } from '../upstream/read-body.js';
+import { costFromGeneration, type MeasuredCost } from './usage-cost.js';
+
+export type LookupResult = { found: MeasuredCost } | { missing: 'not_found' | 'failed' };
+
+export interface CostLookupLimits {
+  attemptsMax: number;
+  backoffMs: number;
+  requestTimeoutMs: number;
+}
+
+const BACKOFF_CAP_MS = 30_000;
+const GENERATION_BYTES_MAX = 1024 * 1024;
+
+/**
+ * Finds the cost of a generation whose response carried none, at `/generation?id=`, with
+ * bounded retries and exponential backoff. It runs after the cost barrier is released, so no
+ * pool client or lock is held while it waits. What it cannot find stays `awaiting_cost` in the
+ * database, where the reconciler picks it up.
+ */
+export class CostLookup {
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(
+    private readonly upstream: OpenRouterClient,
+    private readonly settler: Settler,
+    private readonly pool: pg.Pool,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly limits: CostLookupLimits,
+  ) {}
+
+  get running(): number { return this.#running.size; }
+
+  /** Starts looking in the background; the request is already marked awaiting_cost. */
+  schedule(requestId: string, userId: string, generationId: string): void {
+    const task = this.resolve(requestId, userId, generationId)
+      .catch((error: unknown) => this.log.error({ err: error, requestId }, 'cost lookup crashed; the reconciler will retry'))
+      .finally(() => this.#running.delete(task));
+    this.#running.add(task);
+  }
+
+  /** Waits (bounded) for background lookups, for graceful shutdown. */
+  async drain(deadlineMs: number): Promise<void> {
+    const deadline = new Promise((resolve) => setTimeout(resolve, deadlineMs).unref());
+    await Promise.race([Promise.allSettled([...this.#running]), deadline]);
+  }
+
+  /** One lookup: found, not there (yet), or the upstream failed. */
+  async lookupOnce(generationId: string): Promise<LookupResult> {
+    const abort = AbortSignal.timeout(this.limits.requestTimeoutMs);
+    try {
+      const response = await this.upstream.generation(generationId, abort);
+      const text = (await readBody(response.body, GENERATION_BYTES_MAX)).toString('utf8');
+      if (response.status === 404) return this.outcome({ missing: 'not_found' });
+      if (response.status !== 200) return this.outcome({ missing: 'failed' });
+      const data = (JSON.parse(text) as { data?: Record<string, unknown> }).data;
+      const cost = data === undefined ? null : costFromGeneration(data);
+      return this.outcome(cost === null ? { missing: 'failed' } : { found: cost });
+    } catch (error) {
+      this.log.warn({ err: error, generationId }, 'generation lookup failed');
+      return this.outcome({ missing: 'failed' });
+    }
+  }
+
+  private async resolve(requestId: string, userId: string, generationId: string): Promise<void> {
+    for (let attempt = 0; attempt < this.limits.attemptsMax; attempt += 1) {
+      await sleep(Math.min(this.limits.backoffMs * 2 ** attempt, BACKOFF_CAP_MS));
+      const result = await this.lookupOnce(generationId);
+      if ('found' in result) {
+        await this.settler.settle({ requestId, userId, generationId, cost: result.found });
+        return;
+      }
+    }
+    this.log.warn({ requestId, generationId, attempts: this.limits.attemptsMax }, 'cost not found yet; left to the reconciler');
+    await requests.markAwaitingCost(this.pool, requestId, {
+      generationId, reason: 'cost_lookup_exhausted', nextLookupAt: new Date(Date.now() + BACKOFF_CAP_MS),
+    });
+  }
+
+  private outcome(result: LookupResult): LookupResult {
+    this.metrics.costLookups.inc({ outcome: 'found' in result ? 'found' : result.missing });
+    return result;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,172 @@
+import { performance } from 'node:perf_hooks';
+import type { ServerResponse } from 'node:http';
+import { requests, users } from '@metergate/db';
+import { MetergateError } from '../errors.js';
+import type { Services } from '../services.js';
+import { relaySse, type RelayOutcome } from '../upstream/sse-relay.js';
+import { readBody } from '../upstream/read-body.js';
+import type { UpstreamResponse } from '../upstream/openrouter.js';
+import { upstreamBody, type ChatBody } from './chat-body.js';
+import { neverReachedUpstream } from '../upstream/openrouter.js';
+import { relayUpstreamError } from './upstream-error.js';
+import { costFromUsage, type MeasuredCost } from './usage-cost.js';
+
+export interface CallContext {
+  readonly requestId: string;
+  readonly userId: string;
+  readonly chat: ChatBody;
+  readonly res: ServerResponse;
+}
+
+/**
+ * One metered chat completion: validate credits → upstream call → save cost, all under the
+ * user's cost barrier. A cost lookup, if needed, runs as a detached task that holds neither
+ * the lock nor a pool client while it waits on the upstream's books.
+ */
+export async function meteredCall(services: Services, call: CallContext): Promise<void> {
+  await services.barrier.withUserCostLock(call.userId, async ({ client }) => {
+    const balance = await users.readBalance(client, call.userId);
+    if (balance === null || balance <= services.config.minBalanceNano) {
+      throw new MetergateError('insufficient_credits', 'insufficient credits: the balance must be above the minimum to start a call');
+    }
+    await requests.insertRequest(services.pools.write, {
+      id: call.requestId, userId: call.userId, replicaId: services.config.replicaId,
+      model: call.chat.model, stream: call.chat.stream,
+    });
+    return call.chat.stream ? streamingCall(services, call) : jsonCall(services, call);
+  });
+}
+
+async function openUpstream(services: Services, call: CallContext, signal: AbortSignal): Promise<UpstreamResponse> {
+  try {
+    return await services.upstream.chatCompletions(upstreamBody(call.chat, call.userId), signal);
+  } catch (error) {
+    // No response means no generation id: if the provider did start, only an operator can
+    // match it, so the request is left visible as unresolved rather than dropped.
+    const reason = error instanceof MetergateError ? error.code : 'upstream_failed';
+    services.metrics.upstreamErrors.inc({ kind: reason });
+    const close = neverReachedUpstream(error)
+      ? requests.markFailed(services.pools.write, call.requestId, reason)
+      : requests.markUnresolved(services.pools.write, call.requestId, reason);
+    await close.catch((dbError: unknown) => services.log.error({ err: dbError, requestId: call.requestId }, 'could not close request row'));
+    throw error;
+  }
+}
+
+async function streamingCall(services: Services, call: CallContext): Promise<void> {
+  const abort = new AbortController();
+  const limit = setTimeout(() => abort.abort(new Error('upstream duration limit')), services.config.upstreamDurationMsMax);
+  const started = performance.now();
+  try {
+    const upstream = await openUpstream(services, call, abort.signal);
+    if (upstream.status !== 200) return await failBeforeOutput(services, call, upstream);
+    const recordings: Promise<void>[] = [];
+    const outcome = await relaySse(upstream, call.res, {
+      abort, requestId: call.requestId,
+      onGenerationId: (id) => recordings.push(recordGenerationId(services, call.requestId, id)),
+    });
+    observeUpstream(services, 'true', started, outcome.firstByteS);
+    await Promise.all(recordings);
+    await settleStream(services, call, outcome);
+  } finally {
+    clearTimeout(limit);
+  }
+}
+
+async function settleStream(services: Services, call: CallContext, outcome: RelayOutcome): Promise<void> {
+  if (outcome.end === 'upstream_failed') {
+    services.log.warn({ err: outcome.failure, requestId: call.requestId }, 'upstream stream failed mid-way');
+  }
+  const cost = costFromUsage(outcome.tap.usage);
+  // [DONE] is released to the client only after the cost is written (or durably deferred).
+  await settleOrDefer(services, call, outcome.tap.generationId, cost, `stream_${outcome.end}`);
+  await outcome.finish();
+}
+
+async function jsonCall(services: Services, call: CallContext): Promise<void> {
+  // Not aborted when the client leaves: a non-streaming generation is billed in full anyway,
+  // and reading it to the end gives us its cost without a lookup.
+  const started = performance.now();
+  const upstream = await openUpstream(services, call, AbortSignal.timeout(services.config.upstreamDurationMsMax));
+  if (upstream.status !== 200) return await failBeforeOutput(services, call, upstream);
+  const headerId = typeof upstream.headers['x-generation-id'] === 'string' ? upstream.headers['x-generation-id'] : null;
+  if (headerId !== null) await recordGenerationId(services, call.requestId, headerId);
+  let bytes: Buffer;
+  try {
+    bytes = await readBody(upstream.body, services.config.upstreamBodyBytesMax);
+  } catch (error) {
+    await settleOrDefer(services, call, headerId, null, 'upstream_body_failed');
+    throw error instanceof MetergateError ? error : new MetergateError('upstream_bad_response', 'the upstream response broke off', { cause: error });
+  }
+  observeUpstream(services, 'false', started, null);
+  const parsed = parseCompletion(bytes);
+  const generationId = headerId ?? parsed.id;
+  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage), 'json_without_cost');
+  sendJson(call, upstream, bytes, generationId);
+}
+
+/** Settles now when the cost is known; otherwise records why and starts the lookup. */
+async function settleOrDefer(services: Services, call: CallContext, generationId: string | null,
+  cost: MeasuredCost | null, reason: string): Promise<void> {
+  if (cost !== null) {
+    await services.settler.settle({ requestId: call.requestId, userId: call.userId, generationId, cost });
+    return;
+  }
+  const db = services.pools.write;
+  if (generationId === null) {
+    await requests.markUnresolved(db, call.requestId, `${reason}:no_generation_id`).catch((error: unknown) => {
+      services.log.error({ err: error, requestId: call.requestId }, 'could not mark request unresolved');
+    });
+    return;
+  }
+  // Marked durably first; if even that fails, the row stays in_flight under our replica id and
+  // the reconciler finds it either way.
+  await requests.markAwaitingCost(db, call.requestId, { generationId, reason, nextLookupAt: new Date(Date.now() + 60_000) })
+    .catch((error: unknown) => services.log.error({ err: error, requestId: call.requestId }, 'could not mark request awaiting cost'));
+  services.costLookup.schedule(call.requestId, call.userId, generationId);
+}
+
+async function failBeforeOutput(services: Services, call: CallContext, upstream: UpstreamResponse): Promise<void> {
+  services.metrics.upstreamErrors.inc({ kind: `status_${upstream.status}` });
+  try {
+    const reason = await relayUpstreamError(upstream, call.res, call.requestId);
+    await requests.markFailed(services.pools.write, call.requestId, reason);
+  } catch (error) {
+    await requests.markFailed(services.pools.write, call.requestId, `upstream_${upstream.status}`).catch(() => undefined);
+    throw error;
+  }
+}
+
+function recordGenerationId(services: Services, requestId: string, generationId: string): Promise<void> {
+  return requests.recordGenerationId(services.pools.write, requestId, generationId).catch((error: unknown) => {
+    services.log.warn({ err: error, requestId, generationId }, 'could not record generation id yet; settle records it');
+  });
+}
+
+function parseCompletion(bytes: Buffer): { id: string | null; usage: { cost?: unknown } | null } {
+  try {
+    const body = JSON.parse(bytes.toString('utf8')) as { id?: unknown; usage?: unknown };
+    return {
+      id: typeof body.id === 'string' && body.id !== '' ? body.id : null,
+      usage: typeof body.usage === 'object' && body.usage !== null ? body.usage : null,
+    };
+  } catch {
+    return { id: null, usage: null };
+  }
+}
+
+function sendJson(call: CallContext, upstream: UpstreamResponse, bytes: Buffer, generationId: string | null): void {
+  const { res } = call;
+  if (res.destroyed) return;
+  res.statusCode = upstream.status;
+  const type = upstream.headers['content-type'];
+  res.setHeader('content-type', typeof type === 'string' ? type : 'application/json');
+  if (generationId !== null) res.setHeader('x-generation-id', generationId);
+  res.setHeader('x-request-id', call.requestId);
+  res.end(bytes);
+}
+
+function observeUpstream(services: Services, stream: 'true' | 'false', started: number, firstByteS: number | null): void {
+  services.metrics.upstreamDuration.observe({ stream }, (performance.now() - started) / 1000);
+  if (firstByteS !== null) services.metrics.upstreamTtfb.observe({ stream }, firstByteS);
+}

@@ -1,0 +1,131 @@
+/**
+ * The only module that reads process.env: every setting is validated here, typed, given a
+ * default, and frozen. Everything else receives a Config.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { MoneyFormatError, usdTextToNano } from '@metergate/db';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const int = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+const usdAmount = z.string().transform((text, ctx) => {
+  try {
+    return usdTextToNano(text);
+  } catch (error) {
+    if (!(error instanceof MoneyFormatError)) throw error;
+    ctx.addIssue({ code: 'custom', message: 'must be a decimal USD amount like "0" or "0.50"' });
+    return z.NEVER;
+  }
+});
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['production', 'development', 'test']).default('development'),
+  PORT: int(0, 65535, 8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  DATABASE_URL: z.string().url().optional(),
+  EMBEDDED_PG_PORT: int(1024, 65535, 54329),
+  EMBEDDED_PG_DIR: z.string().min(1).default('.data/postgres'),
+  OPENROUTER_BASE_URL: z.string().url().default('https://openrouter.ai/api/v1'),
+  OPENROUTER_API_KEY: z.string().min(1).optional(),
+  ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters').optional(),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  REPLICA_ID: z.string().min(1).max(128).optional(),
+  MIN_BALANCE_USD: usdAmount.default(0n),
+  LOCK_POOL_SIZE: int(1, 1000, 20),
+  WRITE_POOL_SIZE: int(1, 1000, 10),
+  POOL_ACQUIRE_TIMEOUT_MS: int(10, 600_000, 5_000),
+  LOCK_TIMEOUT_MS: int(10, 600_000, 10_000),
+  BARRIER_QUEUE_WAIT_MS: int(10, 3_600_000, 30_000),
+  BARRIER_QUEUE_DEPTH_MAX: int(1, 100_000, 64),
+  STATEMENT_TIMEOUT_MS: int(100, 600_000, 10_000),
+  UPSTREAM_TIMEOUT_MS: int(100, 3_600_000, 60_000),
+  UPSTREAM_IDLE_TIMEOUT_MS: int(100, 3_600_000, 120_000),
+  UPSTREAM_DURATION_MS_MAX: int(1_000, 3_600_000, 600_000),
+  UPSTREAM_CONNECTIONS_MAX: int(1, 100_000, 256),
+  BODY_BYTES_MAX: int(1_024, 100 * 1024 * 1024, 4 * 1024 * 1024),
+  UPSTREAM_BODY_BYTES_MAX: int(1_024, 1024 * 1024 * 1024, 64 * 1024 * 1024),
+  SETTLE_TIMEOUT_MS: int(100, 600_000, 5_000),
+  COST_LOOKUP_ATTEMPTS_MAX: int(1, 100, 8),
+  COST_LOOKUP_BACKOFF_MS: int(10, 600_000, 500),
+  MODELS_CACHE_MS: int(0, 86_400_000, 60_000),
+  KEEPALIVE_MS: int(1_000, 600_000, 15_000),
+});
+
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  readonly nodeEnv: 'production' | 'development' | 'test';
+  readonly port: number;
+  readonly host: string;
+  /** Unset: start (or join) the embedded Postgres under embeddedPgDir. */
+  readonly databaseUrl: string | null;
+  readonly embeddedPgPort: number;
+  readonly embeddedPgDir: string;
+  readonly openRouterBaseUrl: string;
+  /** Unset: start the bundled OpenRouter simulator. */
+  readonly openRouterApiKey: string | null;
+  /** Unset: a random token is generated and printed at start-up. */
+  readonly adminToken: string | null;
+  readonly logLevel: LogLevel;
+  readonly replicaId: string;
+  /** Admission rule: a call is admitted only while balance > minBalanceNano. */
+  readonly minBalanceNano: bigint;
+  readonly lockPoolSize: number;
+  readonly writePoolSize: number;
+  readonly poolAcquireTimeoutMs: number;
+  readonly lockTimeoutMs: number;
+  readonly barrierQueueWaitMs: number;
+  readonly barrierQueueDepthMax: number;
+  readonly statementTimeoutMs: number;
+  readonly upstreamTimeoutMs: number;
+  readonly upstreamIdleTimeoutMs: number;
+  readonly upstreamDurationMsMax: number;
+  readonly upstreamConnectionsMax: number;
+  readonly bodyBytesMax: number;
+  readonly upstreamBodyBytesMax: number;
+  readonly settleTimeoutMs: number;
+  readonly costLookupAttemptsMax: number;
+  readonly costLookupBackoffMs: number;
+  readonly modelsCacheMs: number;
+  readonly keepaliveMs: number;
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(blankToUndefined(env));
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  if (e.NODE_ENV === 'production') {
+    const missing = (['ADMIN_TOKEN', 'DATABASE_URL', 'OPENROUTER_API_KEY'] as const).filter((name) => e[name] === undefined);
+    if (missing.length > 0) throw new ConfigError(`NODE_ENV=production needs ${missing.join(', ')}`);
+  }
+  return Object.freeze({
+    nodeEnv: e.NODE_ENV, port: e.PORT, host: e.HOST,
+    databaseUrl: e.DATABASE_URL ?? null, embeddedPgPort: e.EMBEDDED_PG_PORT, embeddedPgDir: e.EMBEDDED_PG_DIR,
+    openRouterBaseUrl: e.OPENROUTER_BASE_URL.replace(/\/+$/, ''), openRouterApiKey: e.OPENROUTER_API_KEY ?? null,
+    adminToken: e.ADMIN_TOKEN ?? null, logLevel: e.LOG_LEVEL,
+    replicaId: e.REPLICA_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+    minBalanceNano: e.MIN_BALANCE_USD,
+    lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
+    lockTimeoutMs: e.LOCK_TIMEOUT_MS, barrierQueueWaitMs: e.BARRIER_QUEUE_WAIT_MS,
+    barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
+    upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS, upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
+    upstreamDurationMsMax: e.UPSTREAM_DURATION_MS_MAX, upstreamConnectionsMax: e.UPSTREAM_CONNECTIONS_MAX,
+    bodyBytesMax: e.BODY_BYTES_MAX, upstreamBodyBytesMax: e.UPSTREAM_BODY_BYTES_MAX,
+    settleTimeoutMs: e.SETTLE_TIMEOUT_MS, costLookupAttemptsMax: e.COST_LOOKUP_ATTEMPTS_MAX,
+    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, modelsCacheMs: e.MODELS_CACHE_MS, keepaliveMs: e.KEEPALIVE_MS,
+  });
+}
+
+/** `FOO=` in a shell or compose file means "not set", not "set to the empty string". */
+function blankToUndefined(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(env).map(([key, value]) => [key, value === '' ? undefined : value]));
+}

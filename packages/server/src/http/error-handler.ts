@@ -1,0 +1,45 @@
+import type { NextFunction, Request, Response } from 'express';
+import { BarrierBusyError, isDatabaseUnavailable, PoolTimeoutError } from '@metergate/db';
+import { MetergateError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+
+/** body-parser's error `type`s (stable identifiers, not messages) to our codes. */
+const BODY_ERRORS: Record<string, () => MetergateError> = {
+  'entity.too.large': () => new MetergateError('payload_too_large', 'the request body exceeds the size limit'),
+  'entity.parse.failed': () => new MetergateError('invalid_json', 'the request body is not valid JSON'),
+  'encoding.unsupported': () => new MetergateError('invalid_request', 'unsupported content encoding'),
+  'charset.unsupported': () => new MetergateError('invalid_request', 'unsupported charset; send UTF-8 JSON'),
+  'request.aborted': () => new MetergateError('invalid_request', 'the request body was not received in full'),
+};
+
+/** Any error → OpenAI's error shape; operating errors keep their code, bugs become 500. */
+export function toMetergateError(error: unknown, metrics: Metrics): MetergateError {
+  if (error instanceof MetergateError) return error;
+  if (error instanceof BarrierBusyError) {
+    metrics.barrierBusy.inc({ reason: error.reason });
+    return new MetergateError('barrier_busy', `too many concurrent calls for this user or replica (${error.reason}); retry shortly`, { retryAfterS: error.retryAfterS, cause: error });
+  }
+  const type = (error as { type?: unknown } | null)?.type;
+  if (typeof type === 'string' && type in BODY_ERRORS) return BODY_ERRORS[type]!();
+  if (error instanceof PoolTimeoutError || isDatabaseUnavailable(error)) {
+    return new MetergateError('database_unavailable', 'the database is unavailable; retry shortly', { retryAfterS: 1, cause: error });
+  }
+  return new MetergateError('internal_error', 'internal error', { cause: error });
+}
+
+export function errorHandler(log: Logger, metrics: Metrics) {
+  return (error: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+    const mapped = toMetergateError(error, metrics);
+    const requestLog = (res.locals.log as Logger | undefined) ?? log;
+    if (mapped.code === 'internal_error') requestLog.error({ err: error }, 'unhandled error');
+    else requestLog.info({ code: mapped.code, err: mapped.status >= 500 ? error : undefined }, mapped.message);
+    if (res.headersSent) {
+      // Mid-response: the status is gone; end the connection so the client sees a failure.
+      res.destroy();
+      return;
+    }
+    if (mapped.options.retryAfterS !== undefined) res.setHeader('retry-after', String(mapped.options.retryAfterS));
+    res.status(mapped.status).json(mapped.toBody());
+  };
+}

@@ -1,0 +1,56 @@
+import client from 'prom-client';
+
+/** Seconds buckets from 1 ms to ~100 s: proxy overhead is sub-ms, streams last minutes. */
+const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+export interface Gauges {
+  queueDepth: () => number;
+  pinnedClients: () => number;
+  poolClients: () => Array<{ pool: string; state: string; value: number }>;
+  unsettled: () => Promise<Array<{ state: string; count: number; oldestAgeS: number }>>;
+}
+
+/** Every metric the proxy exports, in base units (seconds, nano-USD, counts). */
+export function createMetrics(gauges: Gauges) {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const m = {
+    registry,
+    httpRequests: new client.Counter({ name: 'metergate_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'], registers: [registry] }),
+    httpDuration: new client.Histogram({ name: 'metergate_http_request_duration_seconds', help: 'Time from request to response end', labelNames: ['route'], buckets: SECONDS_BUCKETS, registers: [registry] }),
+    upstreamDuration: new client.Histogram({ name: 'metergate_upstream_duration_seconds', help: 'Upstream call duration, headers to last byte', labelNames: ['stream'], buckets: SECONDS_BUCKETS, registers: [registry] }),
+    upstreamTtfb: new client.Histogram({ name: 'metergate_upstream_ttfb_seconds', help: 'Upstream time to first byte of the body', labelNames: ['stream'], buckets: SECONDS_BUCKETS, registers: [registry] }),
+    upstreamErrors: new client.Counter({ name: 'metergate_upstream_errors_total', help: 'Upstream failures by kind', labelNames: ['kind'], registers: [registry] }),
+    lockWait: new client.Histogram({ name: 'metergate_lock_wait_seconds', help: 'Wait for the per-user advisory lock in Postgres', buckets: SECONDS_BUCKETS, registers: [registry] }),
+    barrierBusy: new client.Counter({ name: 'metergate_barrier_busy_total', help: 'Calls turned away with 503 because the cost barrier could not be had', labelNames: ['reason'], registers: [registry] }),
+    holderLost: new client.Counter({ name: 'metergate_lock_holder_lost_total', help: 'Lock holders whose session ended before COMMIT (cost is saved separately)', registers: [registry] }),
+    costRecorded: new client.Counter({ name: 'metergate_cost_recorded_nano_total', help: 'Upstream cost recorded in the ledger, nano-USD', registers: [registry] }),
+    charged: new client.Counter({ name: 'metergate_charged_nano_total', help: 'Amount charged to users in the ledger, nano-USD', registers: [registry] }),
+    settles: new client.Counter({ name: 'metergate_settles_total', help: 'Settle attempts by outcome', labelNames: ['outcome'], registers: [registry] }),
+    costLookups: new client.Counter({ name: 'metergate_cost_lookups_total', help: 'Generation cost lookups by outcome', labelNames: ['outcome'], registers: [registry] }),
+  };
+  new client.Gauge({ name: 'metergate_barrier_queue_depth', help: 'Callers waiting in this process behind a same-user call', registers: [registry], collect() { this.set(gauges.queueDepth()); } });
+  new client.Gauge({ name: 'metergate_pool_clients_pinned', help: 'Lock-holder clients pinned by active users', registers: [registry], collect() { this.set(gauges.pinnedClients()); } });
+  new client.Gauge({
+    name: 'metergate_pool_clients', help: 'Database pool clients by pool and state', labelNames: ['pool', 'state'], registers: [registry],
+    collect() { for (const { pool, state, value } of gauges.poolClients()) this.set({ pool, state }, value); },
+  });
+  // One query per scrape: the count gauge (registered, so collected, first) also notes the
+  // oldest age for the gauge after it.
+  let oldestAgeS = 0;
+  new client.Gauge({
+    name: 'metergate_unsettled_requests', help: 'Requests not yet settled, by state (whole database)', labelNames: ['state'], registers: [registry],
+    async collect() {
+      this.reset();
+      oldestAgeS = 0;
+      for (const row of await gauges.unsettled()) {
+        this.set({ state: row.state }, row.count);
+        oldestAgeS = Math.max(oldestAgeS, row.oldestAgeS);
+      }
+    },
+  });
+  new client.Gauge({ name: 'metergate_unsettled_oldest_age_seconds', help: 'Age of the oldest unsettled request (whole database)', registers: [registry], collect() { this.set(oldestAgeS); } });
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,47 @@
+import { Router } from 'express';
+import { nanoToUsdNumber, users } from '@metergate/db';
+import { requireUser } from '../auth/middleware.js';
+import { MetergateError } from '../errors.js';
+import type { Services } from '../services.js';
+import { readBody } from '../upstream/read-body.js';
+
+const MODELS_BYTES_MAX = 16 * 1024 * 1024;
+
+/** /v1/credits and /v1/models, answered as OpenRouter answers them (USD as numbers). */
+export function compatRoutes(services: Services): Router {
+  const router = Router();
+  const auth = requireUser(services);
+  const models = modelsCache(services);
+  for (const base of ['/v1', '/api/v1']) {
+    router.get(`${base}/credits`, auth, async (_req, res) => {
+      const user = await users.getUser(services.pools.write, res.locals.userId as string);
+      if (user === null) throw new MetergateError('invalid_api_key', 'the user of this key no longer exists');
+      res.json({ data: { total_credits: nanoToUsdNumber(user.creditsNano), total_usage: nanoToUsdNumber(user.usageNano) } });
+    });
+    router.get(`${base}/models`, auth, async (_req, res) => {
+      const { status, body } = await models();
+      res.status(status).type('application/json').send(body);
+    });
+  }
+  return router;
+}
+
+/** The upstream model list, kept for modelsCacheMs; one fetch at a time however many ask. */
+function modelsCache(services: Services): () => Promise<{ status: number; body: Buffer }> {
+  let cached: { at: number; value: { status: number; body: Buffer } } | null = null;
+  let inFlight: Promise<{ status: number; body: Buffer }> | null = null;
+  return async () => {
+    if (cached !== null && Date.now() - cached.at < services.config.modelsCacheMs) return cached.value;
+    inFlight ??= (async () => {
+      try {
+        const response = await services.upstream.models(AbortSignal.timeout(services.config.upstreamTimeoutMs));
+        const value = { status: response.status, body: await readBody(response.body, MODELS_BYTES_MAX) };
+        if (value.status === 200) cached = { at: Date.now(), value };
+        return value;
+      } finally {
+        inFlight = null;
+      }
+    })();
+    return inFlight;
+  };
+}

@@ -1,0 +1,23 @@
+import type { CostBarrier, Pools } from '@metergate/db';
+import type { CostLookup } from './billing/cost-lookup.js';
+import type { Settler } from './billing/settler.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import type { Migration } from '@metergate/db';
+import type { OpenRouterClient } from './upstream/openrouter.js';
+
+/** Everything a route needs, built once by the runtime and passed down explicitly. */
+export interface Services {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly pools: Pools;
+  readonly barrier: CostBarrier;
+  readonly upstream: OpenRouterClient;
+  readonly settler: Settler;
+  readonly costLookup: CostLookup;
+  readonly migrations: readonly Migration[];
+  /** Set while shutting down: readiness fails and new metered calls are refused. */
+  readonly lifecycle: { draining: boolean; inFlight: number };
+}

@@ -1,0 +1,111 @@
+import { once } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { ServerResponse } from 'node:http';
+import { DoneSplitter } from './done-splitter.js';
+import type { UpstreamResponse } from './openrouter.js';
+import { SseTap, type TapState } from './sse-tap.js';
+
+export type StreamEnd = 'done' | 'eof' | 'client_closed' | 'upstream_failed';
+
+export interface RelayOutcome {
+  end: StreamEnd;
+  tap: TapState;
+  failure: unknown;
+  firstByteS: number | null;
+  /** Writes what was held back ([DONE] and after, or a last partial line) and ends the response. */
+  finish(): Promise<void>;
+}
+
+export interface RelayOptions {
+  /** Aborting it cancels the upstream request (client gone, or a limit hit). */
+  abort: AbortController;
+  requestId: string;
+  onGenerationId: (id: string) => void;
+}
+
+/** Relayed as-is from upstream; everything else the upstream sent about framing is ours. */
+const PASSED_HEADERS = ['content-type', 'x-generation-id'];
+
+/**
+ * Relays an upstream SSE response byte for byte as it arrives, honouring the client's
+ * backpressure, while a tap reads usage and the generation id. The client going away aborts
+ * the upstream call at once (providers that support it stop generating and billing).
+ */
+export async function relaySse(upstream: UpstreamResponse, res: ServerResponse, options: RelayOptions): Promise<RelayOutcome> {
+  const started = performance.now();
+  const tap = new SseTap(options.onGenerationId);
+  const splitter = new DoneSplitter();
+  const headerId = upstream.headers['x-generation-id'];
+  if (typeof headerId === 'string' && headerId !== '') {
+    tap.state.generationId = headerId;
+    options.onGenerationId(headerId);
+  }
+  writeHead(upstream, res, options.requestId);
+  const onClose = () => { if (!res.writableFinished) options.abort.abort(new ClientClosedError()); };
+  res.on('close', onClose);
+  let end: StreamEnd = 'eof';
+  let failure: unknown = null;
+  let firstByteS: number | null = null;
+  try {
+    for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
+      firstByteS ??= (performance.now() - started) / 1000;
+      tap.feed(chunk);
+      const forward = splitter.push(chunk);
+      if (forward.length > 0) await write(res, forward);
+    }
+    tap.end();
+    end = splitter.sawDone ? 'done' : 'eof';
+  } catch (error) {
+    failure = error;
+    end = options.abort.signal.reason instanceof ClientClosedError || res.destroyed ? 'client_closed' : 'upstream_failed';
+    upstream.body.destroy();
+  }
+  return {
+    end, tap: tap.state, failure, firstByteS,
+    finish: async () => {
+      res.off('close', onClose);
+      if (res.destroyed) return;
+      const rest = splitter.drain();
+      if (end === 'upstream_failed') {
+        // The client cannot get a status any more: tell it in OpenRouter's mid-stream error form.
+        res.end(Buffer.concat([rest, midStreamError(tap.state.generationId)]));
+      } else {
+        res.end(rest);
+      }
+    },
+  };
+}
+
+export class ClientClosedError extends Error {
+  constructor() { super('the client closed the connection'); }
+}
+
+function writeHead(upstream: UpstreamResponse, res: ServerResponse, requestId: string): void {
+  res.statusCode = upstream.status;
+  for (const name of PASSED_HEADERS) {
+    const value = upstream.headers[name];
+    if (value !== undefined) res.setHeader(name, value);
+  }
+  res.setHeader('cache-control', 'no-cache');
+  // Tells nginx (and similar) not to buffer the stream.
+  res.setHeader('x-accel-buffering', 'no');
+  res.setHeader('x-request-id', requestId);
+  res.flushHeaders();
+}
+
+async function write(res: ServerResponse, bytes: Buffer): Promise<void> {
+  if (res.destroyed) throw new ClientClosedError();
+  if (res.write(bytes)) return;
+  // Backpressure: wait until the client drains (or goes away).
+  await Promise.race([once(res, 'drain'), once(res, 'close')]);
+  if (res.destroyed) throw new ClientClosedError();
+}
+
+function midStreamError(generationId: string | null): Buffer {
+  const event = {
+    id: generationId, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000),
+    error: { code: 502, message: 'the upstream stream failed before it finished' },
+    choices: [{ index: 0, delta: { content: '' }, finish_reason: 'error' }],
+  };
+  return Buffer.from(`data: ${JSON.stringify(event)}\n\n`);
+}

@@ -1,0 +1,4 @@
+export * from './test-env.js';
+export * from './database.js';
+export * from './stack.js';
+export * from './books.js';
