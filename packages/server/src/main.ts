@@ -67,7 +67,7 @@ async function printBanner(config: Config, url: string, adminToken: string, pool
   const lines = ['', `Metergate is running at ${url}`];
   if (config.openRouterApiKey === null) lines.push('  Upstream: the bundled OpenRouter SIMULATOR (set OPENROUTER_API_KEY for the real one)');
   if (config.adminToken === null) lines.push(`  Admin token (generated, set ADMIN_TOKEN to keep one): ${adminToken}`);
-  if (config.nodeEnv !== 'production') {
+  if (config.nodeEnv === 'development') {
     const demo = await provisionDemoUser(pool);
     lines.push(`  Demo user "${demo.userId}" (balance ${demo.balanceUsd} USD), new key for this run. Try:`, '',
       `  curl -N ${url}/v1/chat/completions -H 'Authorization: Bearer ${demo.apiKey}' -H 'Content-Type: application/json' \\`,
