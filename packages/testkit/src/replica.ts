@@ -52,9 +52,11 @@ export async function spawnReplica(options: ReplicaOptions): Promise<Replica> {
         const entry = parseLine(line);
         logs.push(entry);
         if (logs.length > LOG_LINES_MAX) logs.shift();
-        if (entry.msg === 'metergate listening' && typeof entry.url === 'string') {
+        // The start-up banner is printed whatever LOG_LEVEL says.
+        const banner = /^Metergate is running at (\S+)/.exec(line);
+        if (banner !== null) {
           clearTimeout(timer);
-          resolve(entry.url);
+          resolve(banner[1]!);
         }
       });
     }
