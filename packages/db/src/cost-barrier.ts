@@ -104,6 +104,13 @@ export class CostBarrier {
     const client = await this.acquire();
     this.#pinned += 1;
     let broken: Error | undefined;
+    // pg-pool listens for errors on idle clients only: without this, a holder's session ended
+    // by Postgres (restart, pg_terminate_backend, idle_in_transaction_session_timeout) emits an
+    // unhandled 'error' that kills the process. The next query on the client fails too; that
+    // is where the loss is handled (rollback/commit below), so here it is only remembered.
+    let sessionError: Error | undefined;
+    const onSessionError = (error: Error): void => { sessionError ??= error; };
+    client.on('error', onSessionError);
     try {
       let result: T;
       try {
@@ -116,9 +123,10 @@ export class CostBarrier {
       broken = await this.commit(client, userId);
       return result;
     } finally {
+      client.removeListener('error', onSessionError);
       this.#pinned -= 1;
-      // A client whose rollback or commit failed is destroyed, never reused.
-      client.release(broken);
+      // A client whose session errored, or whose rollback or commit failed, is destroyed.
+      client.release(broken ?? sessionError);
     }
   }
 
@@ -144,7 +152,10 @@ export class CostBarrier {
       await client.query('select pg_advisory_xact_lock($1::bigint)', [costLockKey(userId).toString()]);
       this.options.onLockWait?.((performance.now() - started) / 1000);
     } catch (error) {
-      if (sqlState(error) === SqlState.lockNotAvailable) {
+      // The pool's statement_timeout may be shorter than lock_timeout (or cancel the wait
+      // first when they are equal): either way the lock was not had in time, so "busy".
+      const state = sqlState(error);
+      if (state === SqlState.lockNotAvailable || state === SqlState.queryCanceled) {
         throw new BarrierBusyError('lock_timeout', this.retryAfterS());
       }
       throw error;

@@ -32,9 +32,11 @@ const UNAVAILABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE',
  * by the absence of any SQLSTATE on an error raised by a database call.
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  // Socket codes first: 'EPIPE' is five characters and would pass for a SQLSTATE.
+  if (typeof code === 'string' && UNAVAILABLE_SOCKET_CODES.has(code)) return true;
   const state = sqlState(error);
   if (state !== undefined) return state.startsWith('08') || UNAVAILABLE_STATES.has(state);
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return UNAVAILABLE_SOCKET_CODES.has(code);
+  if (typeof code === 'string') return false;
   return error instanceof Error;
 }
