@@ -4,6 +4,10 @@
 /* global QUnit */
 QUnit.config.testTimeout = 120_000; // the slowest test (kill -9 + reconcile) takes ~20 s here
 QUnit.config.reorder = false;
+// QUnit's TAP reporter serializes failed assertions' values with JSON; a BigInt (all our money)
+// would throw there and end the run without a summary.
+// eslint-disable-next-line no-extend-native
+BigInt.prototype.toJSON = function toJSON() { return `${this}n`; };
 QUnit.on('runEnd', (run) => {
   const { passed, failed, skipped, todo } = run.testCounts;
   // Printed after the TAP plan so it is the last line of output.

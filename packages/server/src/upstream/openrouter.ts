@@ -39,8 +39,13 @@ export class OpenRouterClient {
     });
   }
 
-  chatCompletions(body: string, signal: AbortSignal): Promise<UpstreamResponse> {
-    return this.send('POST', '/chat/completions', signal, body);
+  /**
+   * headersTimeoutMs: a stream's headers come at once, so the usual limit applies; a
+   * non-streaming answer's headers come only when the whole generation is done, and giving up
+   * earlier would leave a generation the upstream bills but we can never look up (no id yet).
+   */
+  chatCompletions(body: string, signal: AbortSignal, headersTimeoutMs?: number): Promise<UpstreamResponse> {
+    return this.send('POST', '/chat/completions', signal, body, headersTimeoutMs);
   }
 
   generation(id: string, signal: AbortSignal): Promise<UpstreamResponse> {
@@ -55,11 +60,14 @@ export class OpenRouterClient {
     return this.#pool.close();
   }
 
-  private async send(method: 'GET' | 'POST', path: string, signal: AbortSignal, body?: string): Promise<UpstreamResponse> {
+  private async send(method: 'GET' | 'POST', path: string, signal: AbortSignal, body?: string, headersTimeoutMs?: number): Promise<UpstreamResponse> {
     const headers: Record<string, string> = { authorization: this.#authorization, accept: '*/*' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     try {
-      const response = await this.#pool.request({ method, path: this.#basePath + path, headers, body, signal });
+      const response = await this.#pool.request({
+        method, path: this.#basePath + path, headers, body, signal,
+        headersTimeout: headersTimeoutMs ?? this.limits.timeoutMs,
+      });
       return { status: response.statusCode, headers: response.headers, body: response.body };
     } catch (error) {
       throw upstreamError(error);
@@ -69,8 +77,9 @@ export class OpenRouterClient {
 
 /** Maps undici's failures (by error class and code) to our operating errors. */
 export function upstreamError(error: unknown): unknown {
+  // AbortSignal.timeout() (our duration limit) rejects with a DOMException named TimeoutError.
   if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError ||
-      error instanceof undiciErrors.ConnectTimeoutError) {
+      error instanceof undiciErrors.ConnectTimeoutError || (error as { name?: unknown })?.name === 'TimeoutError') {
     return new MetergateError('upstream_timeout', 'the upstream provider did not answer in time', { cause: error });
   }
   if (error instanceof undiciErrors.RequestAbortedError || (error as { name?: string })?.name === 'AbortError') {

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
 import { DoneSplitter } from './done-splitter.js';
@@ -96,8 +95,18 @@ function writeHead(upstream: UpstreamResponse, res: ServerResponse, requestId: s
 async function write(res: ServerResponse, bytes: Buffer): Promise<void> {
   if (res.destroyed) throw new ClientClosedError();
   if (res.write(bytes)) return;
-  // Backpressure: wait until the client drains (or goes away).
-  await Promise.race([once(res, 'drain'), once(res, 'close')]);
+  // Backpressure: wait until the client drains (or goes away). The loser's listeners are
+  // removed, or a long stream to a slow client would gather one pair per wait.
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+    if (res.destroyed) done();
+  });
   if (res.destroyed) throw new ClientClosedError();
 }
 
