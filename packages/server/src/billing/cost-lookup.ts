@@ -22,10 +22,12 @@ const GENERATION_BYTES_MAX = 1024 * 1024;
  * Finds the cost of a generation whose response carried none, at `/generation?id=`, with
  * bounded retries and exponential backoff. It runs after the cost barrier is released, so no
  * pool client or lock is held while it waits. What it cannot find stays `awaiting_cost` in the
- * database, where the reconciler picks it up.
+ * database and is handed to the reconciler (next_lookup_at = now), which also takes over
+ * whatever this process leaves behind when it dies or shuts down.
  */
 export class CostLookup {
   readonly #running = new Set<Promise<void>>();
+  readonly #stop = new AbortController();
 
   constructor(
     private readonly upstream: OpenRouterClient,
@@ -71,17 +73,37 @@ export class CostLookup {
 
   private async resolve(requestId: string, userId: string, generationId: string): Promise<void> {
     for (let attempt = 0; attempt < this.limits.attemptsMax; attempt += 1) {
-      await sleep(Math.min(this.limits.backoffMs * 2 ** attempt, BACKOFF_CAP_MS));
+      await sleep(this.backoffMs(attempt), this.#stop.signal);
+      if (this.#stop.signal.aborted) break;
       const result = await this.lookupOnce(generationId);
       if ('found' in result) {
         await this.settler.settle({ requestId, userId, generationId, cost: result.found });
         return;
       }
     }
-    this.log.warn({ requestId, generationId, attempts: this.limits.attemptsMax }, 'cost not found yet; left to the reconciler');
-    await requests.markAwaitingCost(this.pool, requestId, {
-      generationId, reason: 'cost_lookup_exhausted', nextLookupAt: new Date(Date.now() + BACKOFF_CAP_MS),
-    });
+    const handedOff = this.#stop.signal.aborted ? 'shutting down' : `${this.limits.attemptsMax} attempts`;
+    this.log.warn({ requestId, generationId, after: handedOff }, 'cost not found yet; handed to the reconciler');
+    // Due at once: the reconciler (on any replica) carries on with its own bounded backoff.
+    await requests.markAwaitingCost(this.pool, requestId, { generationId, reason: null, nextLookupAt: new Date() });
+  }
+
+  /**
+   * How long the in-process attempts take at most (their backoffs plus one lookup timeout):
+   * the reconciler leaves an awaiting_cost request alone this long.
+   */
+  get budgetMs(): number {
+    let total = this.limits.requestTimeoutMs;
+    for (let attempt = 0; attempt < this.limits.attemptsMax; attempt += 1) total += this.backoffMs(attempt);
+    return total;
+  }
+
+  /** Shutdown: pending lookups stop waiting and hand their requests to the reconciler. */
+  handOff(): void {
+    this.#stop.abort();
+  }
+
+  private backoffMs(attempt: number): number {
+    return Math.min(this.limits.backoffMs * 2 ** attempt, BACKOFF_CAP_MS);
   }
 
   private outcome(result: LookupResult): LookupResult {
@@ -90,6 +112,16 @@ export class CostLookup {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after ms, or at once when the signal aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
-import { requests, users } from '@metergate/db';
+import { requests } from '@metergate/db';
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
 import { relaySse, type RelayOutcome } from '../upstream/sse-relay.js';
@@ -16,6 +16,8 @@ export interface CallContext {
   readonly userId: string;
   readonly chat: ChatBody;
   readonly res: ServerResponse;
+  /** Told about a finished body the client left before receiving (idempotent replay keeps it). */
+  readonly onUnsent?: (status: number, headers: Record<string, string>, body: Buffer) => void;
 }
 
 /**
@@ -24,22 +26,22 @@ export interface CallContext {
  * the lock nor a pool client while it waits on the upstream's books.
  */
 export async function meteredCall(services: Services, call: CallContext): Promise<void> {
-  await services.barrier.withUserCostLock(call.userId, async ({ client }) => {
-    const balance = await users.readBalance(client, call.userId);
-    if (balance === null || balance <= services.config.minBalanceNano) {
-      throw new MetergateError('insufficient_credits', 'insufficient credits: the balance must be above the minimum to start a call');
-    }
-    await requests.insertRequest(services.pools.write, {
+  await services.barrier.withUserCostLock(call.userId, async () => {
+    const admitted = await requests.admitRequest(services.pools.write, {
       id: call.requestId, userId: call.userId, replicaId: services.config.replicaId,
       model: call.chat.model, stream: call.chat.stream,
-    });
+    }, services.config.minBalanceNano);
+    if (!admitted) {
+      throw new MetergateError('insufficient_credits', 'insufficient credits: the balance must be above the minimum to start a call');
+    }
     return call.chat.stream ? streamingCall(services, call) : jsonCall(services, call);
   });
 }
 
 async function openUpstream(services: Services, call: CallContext, signal: AbortSignal): Promise<UpstreamResponse> {
   try {
-    return await services.upstream.chatCompletions(upstreamBody(call.chat, call.userId), signal);
+    const headersTimeoutMs = call.chat.stream ? services.config.upstreamTimeoutMs : services.config.upstreamDurationMsMax;
+    return await services.upstream.chatCompletions(upstreamBody(call.chat, call.userId), signal, headersTimeoutMs);
   } catch (error) {
     // No response means no generation id: if the provider did start, only an operator can
     // match it, so the request is left visible as unresolved rather than dropped.
@@ -121,7 +123,9 @@ async function settleOrDefer(services: Services, call: CallContext, generationId
   }
   // Marked durably first; if even that fails, the row stays in_flight under our replica id and
   // the reconciler finds it either way.
-  await requests.markAwaitingCost(db, call.requestId, { generationId, reason, nextLookupAt: new Date(Date.now() + 60_000) })
+  // The reconciler leaves it to this process's lookups for as long as they can take.
+  const nextLookupAt = new Date(Date.now() + services.costLookup.budgetMs);
+  await requests.markAwaitingCost(db, call.requestId, { generationId, reason, nextLookupAt })
     .catch((error: unknown) => services.log.error({ err: error, requestId: call.requestId }, 'could not mark request awaiting cost'));
   services.costLookup.schedule(call.requestId, call.userId, generationId);
 }
@@ -157,11 +161,15 @@ function parseCompletion(bytes: Buffer): { id: string | null; usage: { cost?: un
 
 function sendJson(call: CallContext, upstream: UpstreamResponse, bytes: Buffer, generationId: string | null): void {
   const { res } = call;
-  if (res.destroyed) return;
-  res.statusCode = upstream.status;
   const type = upstream.headers['content-type'];
-  res.setHeader('content-type', typeof type === 'string' ? type : 'application/json');
-  if (generationId !== null) res.setHeader('x-generation-id', generationId);
+  const headers: Record<string, string> = { 'content-type': typeof type === 'string' ? type : 'application/json' };
+  if (generationId !== null) headers['x-generation-id'] = generationId;
+  if (res.destroyed) {
+    call.onUnsent?.(upstream.status, headers, bytes);
+    return;
+  }
+  res.statusCode = upstream.status;
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   res.setHeader('x-request-id', call.requestId);
   res.end(bytes);
 }

@@ -55,8 +55,8 @@ export class Settler {
   private async attempt(input: SettleInput): Promise<SettleResult> {
     const entry: LedgerEntry | null = await ledger.settleUsage(this.pool, {
       requestId: input.requestId,
+      // What the user is charged is priced from it inside the settle statement.
       upstreamCostNano: input.cost.costNano,
-      chargedNano: input.cost.costNano,
       generationId: input.generationId,
       promptTokens: input.cost.promptTokens,
       completionTokens: input.cost.completionTokens,

@@ -4,6 +4,8 @@ import { parseChatBody } from '../billing/chat-body.js';
 import { meteredCall } from '../billing/metered-call.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
+import { withIdempotency } from '../idempotency/idempotent-call.js';
+import { idempotencyKeyOf } from '../idempotency/key-header.js';
 import type { Services } from '../services.js';
 
 export function chatRoutes(services: Services): Router {
@@ -13,12 +15,22 @@ export function chatRoutes(services: Services): Router {
   for (const path of ['/v1/chat/completions', '/api/v1/chat/completions']) {
     router.post(path, auth, body, async (req, res) => {
       if (services.lifecycle.draining) {
+        // The client should reconnect elsewhere rather than keep this connection alive.
+        res.setHeader('connection', 'close');
         throw new MetergateError('draining', 'this replica is shutting down; retry on another', { retryAfterS: 1 });
       }
       const chat = parseChatBody(req.body);
+      const key = idempotencyKeyOf(req);
+      const requestId = res.locals.requestId as string;
+      const userId = res.locals.userId as string;
       services.lifecycle.inFlight += 1;
       try {
-        await meteredCall(services, { requestId: res.locals.requestId as string, userId: res.locals.userId as string, chat, res });
+        if (key === null) {
+          await meteredCall(services, { requestId, userId, chat, res });
+        } else {
+          await withIdempotency(services, { userId, key, requestId, body: req.body, stream: chat.stream }, res,
+            (recorder) => meteredCall(services, { requestId, userId, chat, res, onUnsent: (...body) => recorder.unsent(...body) }));
+        }
       } finally {
         services.lifecycle.inFlight -= 1;
       }

@@ -1,0 +1,39 @@
+import { createHash } from 'node:crypto';
+import type { Request } from 'express';
+import { MetergateError } from '../errors.js';
+
+export const IDEMPOTENCY_HEADER = 'idempotency-key';
+const KEY_LENGTH_MAX = 255;
+// Printable ASCII without leading or trailing blanks (Stripe's keys, UUIDs, ULIDs all fit).
+const KEY_RE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+/** The request's Idempotency-Key, null when absent; 400 when malformed. */
+export function idempotencyKeyOf(req: Request): string | null {
+  const value = req.headers[IDEMPOTENCY_HEADER];
+  if (value === undefined) return null;
+  const key = Array.isArray(value) ? value.join(', ') : value;
+  if (key.length === 0 || key.length > KEY_LENGTH_MAX || !KEY_RE.test(key)) {
+    throw new MetergateError('invalid_request',
+      `the Idempotency-Key header must be 1 to ${KEY_LENGTH_MAX} printable ASCII characters`, { param: 'Idempotency-Key' });
+  }
+  return key;
+}
+
+/**
+ * sha256 of the body in canonical JSON (object keys sorted, no whitespace), so a retry that
+ * re-serializes the same request differently still matches, and any real change does not.
+ */
+export function bodyHash(body: unknown): Buffer {
+  return createHash('sha256').update(canonicalJson(body)).digest();
+}
+
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, item]) => item !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([name, item]) => `${JSON.stringify(name)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}

@@ -1,0 +1,156 @@
+import { requests, type ClaimedRequest } from '@metergate/db';
+import type pg from 'pg';
+import type { CostLookup } from '../billing/cost-lookup.js';
+import type { Settler } from '../billing/settler.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { nextLookupDelayMs, reconcileOutcome, type ReconcileOutcome } from './policy.js';
+
+export interface ReconcilerOptions {
+  intervalMs: number;
+  leaseMs: number;
+  /** Requests handled per pass at most. */
+  batchMax: number;
+  /** Requests claimed and looked up at once; the claim covers one such round only. */
+  concurrency: number;
+  /** How long a claim hides a row from other reconcilers: more than one lookup + settle. */
+  claimMs: number;
+  /** An in_flight request older than this is taken even from a live replica. */
+  inFlightMsMax: number;
+  backoffMs: number;
+  backoffMsMax: number;
+  attemptsMax: number;
+  ageMsMax: number;
+}
+
+export interface PassSummary {
+  claimed: number;
+  outcomes: Partial<Record<ReconcileOutcome, number>>;
+}
+
+/** Also run once per pass (expired idempotency keys, rows of long-dead replicas, ...). */
+export type Housekeeping = () => Promise<void>;
+
+/**
+ * Settles what nobody else will: requests whose owner replica is gone (heartbeat older than the
+ * lease) and requests whose cost lookup is due. Every replica runs one; they never work on the
+ * same row (claims with FOR UPDATE SKIP LOCKED that also push next_lookup_at forward), and a
+ * settle that races another one lands once (settleUsage's state guard and unique request_id).
+ * Lookups run after the claim committed, holding no lock and no pool client.
+ */
+export class Reconciler {
+  #timer: NodeJS.Timeout | null = null;
+  #pass: Promise<unknown> | null = null;
+  #stopped = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly costLookup: CostLookup,
+    private readonly settler: Settler,
+    private readonly housekeeping: Housekeeping,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly options: ReconcilerOptions,
+  ) {}
+
+  start(): void {
+    this.schedule(this.jittered());
+  }
+
+  /** No new pass; waits (bounded) for the one running. */
+  async stop(deadlineMs: number): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    const deadline = new Promise((resolve) => setTimeout(resolve, deadlineMs).unref());
+    await Promise.race([this.#pass, deadline]);
+  }
+
+  /** One pass: claim rounds until nothing is due or batchMax is reached, then housekeeping. */
+  async runOnce(): Promise<PassSummary> {
+    const summary: PassSummary = { claimed: 0, outcomes: {} };
+    while (!this.#stopped && summary.claimed < this.options.batchMax) {
+      const want = Math.min(this.options.concurrency, this.options.batchMax - summary.claimed);
+      const claimed = await requests.claimForReconcile(this.pool, {
+        leaseMs: this.options.leaseMs, claimMs: this.options.claimMs, batchMax: want, inFlightMsMax: this.options.inFlightMsMax,
+      });
+      summary.claimed += claimed.length;
+      const outcomes = await Promise.all(claimed.map((request) => this.reconcileOne(request)));
+      for (const outcome of outcomes) {
+        summary.outcomes[outcome] = (summary.outcomes[outcome] ?? 0) + 1;
+        this.metrics.reconcilerOutcomes.inc({ outcome });
+      }
+      if (claimed.length < want) break;
+    }
+    await this.housekeeping();
+    return summary;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      const pass = this.runOnce().then(
+        (summary) => {
+          this.metrics.reconcilerRuns.inc({ outcome: 'ok' });
+          if (summary.claimed > 0) this.log.info({ ...summary }, 'reconciler pass');
+          // A full pass suggests a backlog: go again soon rather than after a whole interval.
+          return summary.claimed >= this.options.batchMax ? 0 : this.jittered();
+        },
+        (error: unknown) => {
+          this.metrics.reconcilerRuns.inc({ outcome: 'failed' });
+          this.log.warn({ err: error }, 'reconciler pass failed; retrying next interval');
+          return this.jittered();
+        },
+      );
+      this.#pass = pass;
+      void pass.then((next) => this.schedule(next));
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  /** ±20 % so that replicas started together do not pass in lockstep. */
+  private jittered(): number {
+    return Math.round(this.options.intervalMs * (0.8 + Math.random() * 0.4));
+  }
+
+  private async reconcileOne(request: ClaimedRequest): Promise<ReconcileOutcome> {
+    try {
+      return await this.settleOrReschedule(request);
+    } catch (error) {
+      // The claim expires after claimMs and the row is taken up again.
+      this.log.warn({ err: error, requestId: request.id }, 'reconciling a request failed; retried after the claim expires');
+      return 'error';
+    }
+  }
+
+  private async settleOrReschedule(request: ClaimedRequest): Promise<ReconcileOutcome> {
+    if (request.generationId === null) {
+      // Nothing names the generation, so nobody can look its cost up: an operator must.
+      const reason = request.state !== 'in_flight' ? 'no_generation_id'
+        : request.ownerAlive ? 'in_flight_too_long_without_generation_id' : 'owner_died_before_generation_id';
+      await requests.markUnresolved(this.pool, request.id, reason);
+      this.log.error({ requestId: request.id, userId: request.userId, reason }, 'request unresolved: no generation id to look up');
+      return 'unresolved_no_generation_id';
+    }
+    const found = await this.costLookup.lookupOnce(request.generationId);
+    if ('found' in found) {
+      const result = await this.settler.settle({
+        requestId: request.id, userId: request.userId, generationId: request.generationId, cost: found.found,
+      });
+      return result;
+    }
+    const decision = reconcileOutcome(request, this.options);
+    if (decision === 'unresolved_exhausted') {
+      await requests.markUnresolved(this.pool, request.id, 'cost_lookup_exhausted');
+      this.log.error({ requestId: request.id, userId: request.userId, attempts: request.lookupAttempts }, 'request unresolved: cost lookup exhausted');
+      return decision;
+    }
+    await requests.markAwaitingCost(this.pool, request.id, {
+      generationId: null,
+      reason: request.state !== 'in_flight' ? null : request.ownerAlive ? 'in_flight_too_long' : 'owner_gone',
+      nextLookupAt: new Date(Date.now() + nextLookupDelayMs(request.lookupAttempts, this.options)),
+    });
+    return decision;
+  }
+}
