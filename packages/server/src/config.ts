@@ -27,6 +27,7 @@ const envSchema = z.object({
   PORT: int(0, 65535, 8080),
   HOST: z.string().min(1).default('0.0.0.0'),
   DATABASE_URL: z.string().url().optional(),
+  MIGRATIONS_DATABASE_URL: z.string().url().optional(),
   EMBEDDED_PG_PORT: int(1024, 65535, 54329),
   EMBEDDED_PG_DIR: z.string().min(1).default('.data/postgres'),
   OPENROUTER_BASE_URL: z.string().url().default('https://openrouter.ai/api/v1'),
@@ -52,7 +53,21 @@ const envSchema = z.object({
   COST_LOOKUP_ATTEMPTS_MAX: int(1, 100, 8),
   COST_LOOKUP_BACKOFF_MS: int(10, 600_000, 500),
   MODELS_CACHE_MS: int(0, 86_400_000, 60_000),
+  AUTH_CACHE_MS: int(0, 60_000, 5_000),
+  AUTH_CACHE_ENTRIES_MAX: int(1, 10_000_000, 100_000),
   KEEPALIVE_MS: int(1_000, 600_000, 15_000),
+  HEARTBEAT_INTERVAL_MS: int(50, 600_000, 2_000),
+  REPLICA_LEASE_MS: int(200, 3_600_000, 10_000),
+  RECONCILE_INTERVAL_MS: int(50, 3_600_000, 5_000),
+  RECONCILE_BATCH_MAX: int(1, 10_000, 50),
+  RECONCILE_CONCURRENCY: int(1, 64, 4),
+  RECONCILE_BACKOFF_MS: int(10, 3_600_000, 1_000),
+  RECONCILE_BACKOFF_MAX_MS: int(10, 86_400_000, 300_000),
+  RECONCILE_ATTEMPTS_MAX: int(1, 10_000, 20),
+  RECONCILE_AGE_MAX_MS: int(1_000, 7 * 86_400_000, 6 * 3_600_000),
+  IDEMPOTENCY_TTL_HOURS: int(24, 24 * 365, 24),
+  IDEMPOTENCY_STREAM_BYTES_MAX: int(1_024, 256 * 1024 * 1024, 1024 * 1024),
+  SHUTDOWN_DEADLINE_MS: int(0, 3_600_000, 30_000),
 });
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -63,6 +78,8 @@ export interface Config {
   readonly host: string;
   /** Unset: start (or join) the embedded Postgres under embeddedPgDir. */
   readonly databaseUrl: string | null;
+  /** A direct connection for migrations when DATABASE_URL goes through PgBouncer. */
+  readonly migrationsDatabaseUrl: string | null;
   readonly embeddedPgPort: number;
   readonly embeddedPgDir: string;
   readonly openRouterBaseUrl: string;
@@ -91,7 +108,30 @@ export interface Config {
   readonly costLookupAttemptsMax: number;
   readonly costLookupBackoffMs: number;
   readonly modelsCacheMs: number;
+  /** How long a key → user lookup is remembered (0 = never); bounds revocation delay elsewhere. */
+  readonly authCacheMs: number;
+  readonly authCacheEntriesMax: number;
   readonly keepaliveMs: number;
+  /** Each replica upserts its `replicas` row this often. */
+  readonly heartbeatIntervalMs: number;
+  /** A replica whose heartbeat is older than this is gone: others reconcile its requests. */
+  readonly replicaLeaseMs: number;
+  readonly reconcileIntervalMs: number;
+  readonly reconcileBatchMax: number;
+  /** Generation lookups one reconciler runs at once. */
+  readonly reconcileConcurrency: number;
+  /** Reconciler lookup backoff: base × 2^attempt, capped. */
+  readonly reconcileBackoffMs: number;
+  readonly reconcileBackoffMsMax: number;
+  /** After this many reconciler lookups (or this age) a request ends `unresolved`. */
+  readonly reconcileAttemptsMax: number;
+  readonly reconcileAgeMsMax: number;
+  /** Idempotency keys are kept at least this long (≥ 24 h, as Stripe and the IETF draft ask). */
+  readonly idempotencyTtlHours: number;
+  /** A stream kept for replay verbatim up to this size; larger ones as a compact equivalent. */
+  readonly idempotencyStreamBytesMax: number;
+  /** SIGTERM: how long in-flight streams get to finish before connections are cut. */
+  readonly shutdownDeadlineMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -107,9 +147,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const missing = (['ADMIN_TOKEN', 'DATABASE_URL', 'OPENROUTER_API_KEY'] as const).filter((name) => e[name] === undefined);
     if (missing.length > 0) throw new ConfigError(`NODE_ENV=production needs ${missing.join(', ')}`);
   }
+  // A lease shorter than two heartbeats would declare live replicas dead after one slow beat.
+  if (e.REPLICA_LEASE_MS < 2 * e.HEARTBEAT_INTERVAL_MS) {
+    throw new ConfigError('invalid configuration:\n  REPLICA_LEASE_MS: must be at least twice HEARTBEAT_INTERVAL_MS');
+  }
+  if (e.RECONCILE_BACKOFF_MAX_MS < e.RECONCILE_BACKOFF_MS) {
+    throw new ConfigError('invalid configuration:\n  RECONCILE_BACKOFF_MAX_MS: must be at least RECONCILE_BACKOFF_MS');
+  }
   return Object.freeze({
     nodeEnv: e.NODE_ENV, port: e.PORT, host: e.HOST,
-    databaseUrl: e.DATABASE_URL ?? null, embeddedPgPort: e.EMBEDDED_PG_PORT, embeddedPgDir: e.EMBEDDED_PG_DIR,
+    databaseUrl: e.DATABASE_URL ?? null, migrationsDatabaseUrl: e.MIGRATIONS_DATABASE_URL ?? null, embeddedPgPort: e.EMBEDDED_PG_PORT, embeddedPgDir: e.EMBEDDED_PG_DIR,
     openRouterBaseUrl: e.OPENROUTER_BASE_URL.replace(/\/+$/, ''), openRouterApiKey: e.OPENROUTER_API_KEY ?? null,
     adminToken: e.ADMIN_TOKEN ?? null, logLevel: e.LOG_LEVEL,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
@@ -121,7 +168,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     upstreamDurationMsMax: e.UPSTREAM_DURATION_MS_MAX, upstreamConnectionsMax: e.UPSTREAM_CONNECTIONS_MAX,
     bodyBytesMax: e.BODY_BYTES_MAX, upstreamBodyBytesMax: e.UPSTREAM_BODY_BYTES_MAX,
     settleTimeoutMs: e.SETTLE_TIMEOUT_MS, costLookupAttemptsMax: e.COST_LOOKUP_ATTEMPTS_MAX,
-    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, modelsCacheMs: e.MODELS_CACHE_MS, keepaliveMs: e.KEEPALIVE_MS,
+    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, modelsCacheMs: e.MODELS_CACHE_MS,
+    authCacheMs: e.AUTH_CACHE_MS, authCacheEntriesMax: e.AUTH_CACHE_ENTRIES_MAX, keepaliveMs: e.KEEPALIVE_MS,
+    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS, replicaLeaseMs: e.REPLICA_LEASE_MS,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS, reconcileBatchMax: e.RECONCILE_BATCH_MAX,
+    reconcileConcurrency: e.RECONCILE_CONCURRENCY, reconcileBackoffMs: e.RECONCILE_BACKOFF_MS,
+    reconcileBackoffMsMax: e.RECONCILE_BACKOFF_MAX_MS, reconcileAttemptsMax: e.RECONCILE_ATTEMPTS_MAX,
+    reconcileAgeMsMax: e.RECONCILE_AGE_MAX_MS, idempotencyTtlHours: e.IDEMPOTENCY_TTL_HOURS,
+    idempotencyStreamBytesMax: e.IDEMPOTENCY_STREAM_BYTES_MAX, shutdownDeadlineMs: e.SHUTDOWN_DEADLINE_MS,
   });
 }
 

@@ -1,14 +1,20 @@
 import { createServer, type Server } from 'node:http';
+import pg from 'pg';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { acquireClient, CostBarrier, createPools, loadMigrations, migrate, requests, type Pools } from '@metergate/db';
+import { CostBarrier, createPools, idempotency, loadMigrations, migrate, replicas, requests, type Pools } from '@metergate/db';
 import { CostLookup } from './billing/cost-lookup.js';
 import { Settler } from './billing/settler.js';
+import { KeyCache } from './auth/key-cache.js';
 import type { Config } from './config.js';
 import { createApp } from './http/app.js';
+import { KeyWriter } from './idempotency/key-writer.js';
+import { interruptedResponse } from './idempotency/stored-response.js';
 import type { Logger } from './log.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { Heartbeat } from './reconcile/heartbeat.js';
+import { Reconciler, type Housekeeping } from './reconcile/reconciler.js';
 import type { Services } from './services.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
 
@@ -28,7 +34,11 @@ export interface Runtime {
   readonly url: string;
   readonly services: Services;
   readonly server: Server;
-  /** Stops accepting, lets in-flight calls finish up to deadlineMs, settles, closes pools. */
+  /**
+   * Graceful stop: new calls refused (503) and readiness 503 while in-flight calls finish, up
+   * to deadlineMs (default SHUTDOWN_DEADLINE_MS); then settles, stops the heartbeat and the
+   * reconciler, closes pools.
+   */
   close(deadlineMs?: number): Promise<void>;
 }
 
@@ -42,8 +52,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     onError: (error, pool) => log.warn({ err: error, pool }, 'idle database client failed'),
   });
   const migrations = await loadMigrations(MIGRATIONS_DIR);
-  await applyMigrations(pools, migrations, config, log);
+  await applyMigrations(config.migrationsDatabaseUrl ?? options.databaseUrl, migrations, config, log);
   const services = buildServices(options, pools, migrations);
+  // Beating before taking traffic: a request row never names a replica others cannot judge.
+  await services.heartbeat.start();
   const app = createApp(services, options.adminToken);
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, app);
   await new Promise<void>((resolve, reject) => {
@@ -52,16 +64,28 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   });
   const address = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  return { url: `http://${host}:${address.port}`, services, server, close: (deadlineMs) => shutdown(services, server, deadlineMs ?? 30_000) };
+  services.reconciler.start();
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${host}:${address.port}`, services, server,
+    close: (deadlineMs) => (closing ??= shutdown(services, server, deadlineMs ?? config.shutdownDeadlineMs)),
+  };
 }
 
-async function applyMigrations(pools: Pools, migrations: Awaited<ReturnType<typeof loadMigrations>>, config: Config, log: Logger): Promise<void> {
-  const client = await acquireClient(pools.write, 'write', config.poolAcquireTimeoutMs);
+/**
+ * On a connection of its own, not a pooled one: the runner holds a session-level advisory lock
+ * (so it needs a real session, not PgBouncer's transaction mode: MIGRATIONS_DATABASE_URL can
+ * point past the bouncer) and a long backfill must not meet the pools' statement_timeout.
+ */
+async function applyMigrations(url: string, migrations: Awaited<ReturnType<typeof loadMigrations>>, config: Config, log: Logger): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: config.poolAcquireTimeoutMs, application_name: `metergate:${config.replicaId}:migrate` });
+  client.on('error', (error) => log.warn({ err: error }, 'migration connection failed'));
+  await client.connect();
   try {
     const applied = await migrate(client, migrations);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
   } finally {
-    client.release();
+    await client.end();
   }
 }
 
@@ -96,7 +120,45 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const costLookup = new CostLookup(upstream, settler, pools.write, metrics, log, {
     attemptsMax: config.costLookupAttemptsMax, backoffMs: config.costLookupBackoffMs, requestTimeoutMs: config.upstreamTimeoutMs,
   });
-  return { config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, lifecycle: { draining: false, inFlight: 0 } };
+  const heartbeat = new Heartbeat(pools.write, config.replicaId, config.heartbeatIntervalMs, metrics, log);
+  const reconciler = new Reconciler(pools.write, costLookup, settler, housekeeping(config, pools, metrics, log), metrics, log, {
+    intervalMs: config.reconcileIntervalMs, leaseMs: config.replicaLeaseMs, batchMax: config.reconcileBatchMax,
+    concurrency: config.reconcileConcurrency,
+    // One lookup and its settle fit in a claim; a reconciler that dies mid-way frees it after.
+    claimMs: config.upstreamTimeoutMs + config.settleTimeoutMs + config.reconcileIntervalMs,
+    inFlightMsMax: config.upstreamDurationMsMax + 2 * config.settleTimeoutMs + 60_000,
+    backoffMs: config.reconcileBackoffMs, backoffMsMax: config.reconcileBackoffMsMax,
+    attemptsMax: config.reconcileAttemptsMax, ageMsMax: config.reconcileAgeMsMax,
+  });
+  return {
+    config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations,
+    keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
+    idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler,
+    lifecycle: { draining: false, inFlight: 0 },
+  };
+}
+
+const SILENT_REPLICA_ROW_MS = 86_400_000;
+
+/** The reconciler's other chores: expired and orphaned idempotency keys, long-dead replicas. */
+function housekeeping(config: Config, pools: Pools, metrics: Metrics, log: Logger): Housekeeping {
+  // A running key whose request row never appeared: its attempt waited in the barrier at most
+  // this long, so after it the attempt is surely over.
+  const orphanAgeMs = Math.max(600_000, config.barrierQueueWaitMs + config.lockTimeoutMs + config.poolAcquireTimeoutMs + 60_000);
+  const interrupted = interruptedResponse();
+  return async () => {
+    const db = pools.write;
+    const expired = await idempotency.deleteExpiredKeys(db, config.reconcileBatchMax);
+    const orphans = await idempotency.finishOrphanKeys(db, {
+      leaseMs: config.replicaLeaseMs, orphanAgeMs, interrupted, limit: config.reconcileBatchMax,
+    });
+    const silent = await replicas.deleteSilentReplicas(db, SILENT_REPLICA_ROW_MS);
+    if (orphans.released > 0) metrics.idempotency.inc({ outcome: 'orphan_released' }, orphans.released);
+    if (orphans.interrupted > 0) metrics.idempotency.inc({ outcome: 'orphan_interrupted' }, orphans.interrupted);
+    if (expired + orphans.released + orphans.interrupted + silent > 0) {
+      log.info({ expiredKeys: expired, ...orphans, silentReplicas: silent }, 'reconciler housekeeping');
+    }
+  };
 }
 
 function poolGauges(pool: string, p: Pools['lock']) {
@@ -107,18 +169,38 @@ function poolGauges(pool: string, p: Pools['lock']) {
   ];
 }
 
+/**
+ * SIGTERM: refuse new calls (503 draining, readiness 503) but keep listening so load balancers
+ * see it, let in-flight calls finish and settle up to the deadline, keep the heartbeat going
+ * meanwhile (else other replicas would reconcile our live streams), then cut what is left,
+ * hand pending lookups to the reconciler, stop beating (row removed) and close.
+ */
 async function shutdown(services: Services, server: Server, deadlineMs: number): Promise<void> {
-  services.lifecycle.draining = true;
   const until = Date.now() + deadlineMs;
+  const left = () => Math.max(0, until - Date.now());
+  services.lifecycle.draining = true;
+  void services.heartbeat.markDraining();
+  const reconcilerStopped = services.reconciler.stop(left());
+  await waitForCalls(services, until);
+  await reconcilerStopped;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  while (services.lifecycle.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
   server.closeAllConnections();
+  // Cut streams end as client_closed: upstream aborted, the partial cost settled.
+  await waitForCalls(services, Date.now() + Math.min(services.config.settleTimeoutMs, 5_000));
   await closed;
-  await services.costLookup.drain(Math.max(0, until - Date.now()));
-  const unsettled = await services.settler.drain(Math.max(0, until - Date.now()));
+  services.costLookup.handOff();
+  await services.costLookup.drain(Math.max(left(), 1_000));
+  const unsettled = await services.settler.drain(left());
   if (unsettled > 0) services.log.error({ unsettled }, 'shutting down with unsettled costs; the reconciler will settle them from the generation lookup');
+  const keys = await services.idempotencyWriter.drain(left());
+  if (keys > 0) services.log.warn({ keys }, 'shutting down with idempotency keys unwritten; the reconciler finishes them');
   services.settler.stop();
+  services.idempotencyWriter.stop();
+  await services.heartbeat.stop();
   await services.upstream.close();
   await services.pools.end();
+}
+
+async function waitForCalls(services: Services, until: number): Promise<void> {
+  while (services.lifecycle.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
 }

@@ -1,6 +1,10 @@
 import type { CostBarrier, Pools } from '@metergate/db';
 import type { CostLookup } from './billing/cost-lookup.js';
 import type { Settler } from './billing/settler.js';
+import type { KeyCache } from './auth/key-cache.js';
+import type { KeyWriter } from './idempotency/key-writer.js';
+import type { Heartbeat } from './reconcile/heartbeat.js';
+import type { Reconciler } from './reconcile/reconciler.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -16,7 +20,12 @@ export interface Services {
   readonly barrier: CostBarrier;
   readonly upstream: OpenRouterClient;
   readonly settler: Settler;
+  readonly keyCache: KeyCache;
   readonly costLookup: CostLookup;
+  /** Finishes idempotency keys (stored or released), retrying while the database is away. */
+  readonly idempotencyWriter: KeyWriter;
+  readonly heartbeat: Heartbeat;
+  readonly reconciler: Reconciler;
   readonly migrations: readonly Migration[];
   /** Set while shutting down: readiness fails and new metered calls are refused. */
   readonly lifecycle: { draining: boolean; inFlight: number };

@@ -3,3 +3,7 @@ export * from './database.js';
 export * from './stack.js';
 export * from './books.js';
 export * from './replica.js';
+export * from './cluster.js';
+export * from './embedded-cluster.js';
+export * from './nginx.js';
+export * from './tcp-proxy.js';

@@ -9,7 +9,12 @@ export function requireUser(services: Services) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const token = bearerToken(req.headers.authorization);
     if (token === null) throw new MetergateError('invalid_api_key', 'missing API key: send "Authorization: Bearer <key>"');
-    const owner = await keys.findKeyOwner(services.pools.write, hashApiKey(token));
+    const hash = hashApiKey(token);
+    let owner = services.keyCache.get(hash);
+    if (owner === null) {
+      owner = await keys.findKeyOwner(services.pools.write, hash);
+      if (owner !== null) services.keyCache.set(hash, owner);
+    }
     if (owner === null || owner.revoked) {
       throw new MetergateError('invalid_api_key', owner === null ? 'invalid API key' : 'this API key has been revoked');
     }

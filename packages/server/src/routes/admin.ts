@@ -9,20 +9,12 @@ import { entryJson, userJson } from '../http/ledger-json.js';
 import type { Services } from '../services.js';
 
 const USER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/;
-const LEDGER_PAGE_MAX = 1000;
 
 const createUserBody = z.object({ id: z.string().regex(USER_ID_RE, 'id must be 1-128 characters of A-Z a-z 0-9 . _ @ : + - starting with a letter or digit') });
 const creditBody = z.object({
   amount_usd: z.string({ error: 'amount_usd must be a decimal string such as "5.00" (not a number: money is never a float)' }),
   note: z.string().max(1000).nullable().optional(),
   kind: z.enum(['grant', 'adjustment']).default('grant'),
-});
-const ledgerQuery = z.object({
-  user_id: z.string().optional(),
-  since: z.iso.datetime({ offset: true }).optional(),
-  until: z.iso.datetime({ offset: true }).optional(),
-  limit: z.coerce.number().int().min(1).max(LEDGER_PAGE_MAX).default(100),
-  cursor: z.string().regex(/^\d{1,19}$/, 'cursor must be a next_cursor value from a previous page').optional(),
 });
 
 export function adminRoutes(services: Services, adminToken: string): Router {
@@ -49,6 +41,7 @@ export function adminRoutes(services: Services, adminToken: string): Router {
   });
   router.delete('/admin/keys/:keyId', async (req, res) => {
     if (!(await keys.revokeKey(db, param(req, 'keyId')))) throw new MetergateError('not_found', `no key ${param(req, 'keyId')}`);
+    services.keyCache.evictKey(param(req, 'keyId'));
     res.json({ id: param(req, 'keyId'), revoked: true });
   });
   router.post('/admin/users/:id/credits', async (req, res) => {
@@ -57,15 +50,6 @@ export function adminRoutes(services: Services, adminToken: string): Router {
     const entry = await ledger.appendCredit(db, { userId: param(req, 'id'), kind: body.kind, amountNano, note: body.note ?? null });
     if (entry === null) throw new MetergateError('not_found', `no user ${param(req, 'id')}`);
     res.status(201).json(entryJson(entry));
-  });
-  router.get('/admin/ledger', async (req, res) => {
-    const query = parse(ledgerQuery, req.query);
-    const entries = await ledger.listLedger(db, {
-      userId: query.user_id ?? null, since: query.since === undefined ? null : new Date(query.since),
-      until: query.until === undefined ? null : new Date(query.until), beforeId: query.cursor ?? null, limit: query.limit,
-    });
-    const last = entries.at(-1);
-    res.json({ data: entries.map(entryJson), next_cursor: entries.length === query.limit && last !== undefined ? last.id : null });
   });
   return router;
 }
