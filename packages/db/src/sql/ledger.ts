@@ -10,6 +10,8 @@ export interface LedgerEntry {
   kind: LedgerKind;
   amountNano: bigint;
   upstreamCostNano: bigint | null;
+  /** The price multiplier (parts per million) a usage entry was charged with; null otherwise. */
+  multiplierPpm: bigint | null;
   balanceAfterNano: bigint;
   requestId: string | null;
   generationId: string | null;
@@ -20,14 +22,14 @@ export interface LedgerEntry {
   createdAt: Date;
 }
 
-interface RawEntry {
+export interface RawEntry {
   id: string; user_id: string; kind: LedgerKind; amount_nano: string; upstream_cost_nano: string | null;
-  balance_after_nano: string; request_id: string | null; generation_id: string | null; model: string | null;
-  prompt_tokens: number | null; completion_tokens: number | null; note: string | null; created_at: Date;
+  multiplier_ppm: string | null; balance_after_nano: string; request_id: string | null; generation_id: string | null;
+  model: string | null; prompt_tokens: number | null; completion_tokens: number | null; note: string | null; created_at: Date;
 }
 
-export const LEDGER_COLUMNS = `id, user_id, kind, amount_nano, upstream_cost_nano, balance_after_nano, request_id,
-  generation_id, model, prompt_tokens, completion_tokens, note, created_at`;
+export const LEDGER_COLUMNS = `id, user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
+  request_id, generation_id, model, prompt_tokens, completion_tokens, note, created_at`;
 
 export function toLedgerEntry(row: RawEntry): LedgerEntry {
   return {
@@ -36,6 +38,7 @@ export function toLedgerEntry(row: RawEntry): LedgerEntry {
     kind: row.kind,
     amountNano: parseNano(row.amount_nano),
     upstreamCostNano: row.upstream_cost_nano === null ? null : parseNano(row.upstream_cost_nano),
+    multiplierPpm: row.multiplier_ppm === null ? null : parseNano(row.multiplier_ppm),
     balanceAfterNano: parseNano(row.balance_after_nano),
     requestId: row.request_id,
     generationId: row.generation_id,
@@ -74,46 +77,94 @@ export async function appendCredit(
 
 export interface UsageSettlement {
   requestId: string;
-  /** What the upstream billed. */
+  /** What the upstream billed (≥ 0). The amount charged is priced from it inside the statement. */
   upstreamCostNano: bigint;
-  /** What the user is charged (≥ 0); equal to the upstream cost unless priced. */
-  chargedNano: bigint;
   generationId: string | null;
   promptTokens: number | null;
   completionTokens: number | null;
 }
 
+/** One rollup: its table, its key columns, and the key values computed from the new entry `e`. */
+interface Rollup { table: string; keys: string[]; values: string[] }
+
+/** The same tables and keys as usage_rollups_add() in migrations/0003_reporting.sql. */
+const ROLLUPS: Rollup[] = [
+  { table: 'usage_hourly', keys: ['bucket', 'user_id', 'model'],
+    values: [`date_trunc('hour', e.created_at, 'UTC')`, 'e.user_id', `coalesce(e.model, '')`] },
+  { table: 'usage_user_daily', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('day', e.created_at, 'UTC')`] },
+  { table: 'usage_user_monthly', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('month', e.created_at, 'UTC')`] },
+  { table: 'usage_user_totals', keys: ['user_id'], values: ['e.user_id'] },
+  { table: 'usage_model_hourly', keys: ['bucket', 'model', 'shard'],
+    values: [`date_trunc('hour', e.created_at, 'UTC')`, `coalesce(e.model, '')`, '(hashtext(e.user_id) & 7)::smallint'] },
+  { table: 'usage_model_daily', keys: ['bucket', 'model', 'shard'],
+    values: [`date_trunc('day', e.created_at, 'UTC')`, `coalesce(e.model, '')`, '(hashtext(e.user_id) & 7)::smallint'] },
+];
+
+const MEASURES = ['requests', 'prompt_tokens', 'completion_tokens', 'upstream_cost_nano', 'charged_nano'];
+
+/** `rollup_n as (insert ... on conflict do update ...)`: adds the new entry to one rollup row. */
+function rollupCte(rollup: Rollup, index: number): string {
+  const add = MEASURES.map((m) => `${m} = t.${m} + excluded.${m}`).join(', ');
+  return `rollup_${index} as (
+       insert into ${rollup.table} as t (${[...rollup.keys, ...MEASURES].join(', ')})
+       select ${rollup.values.join(', ')}, 1, coalesce(e.prompt_tokens, 0), coalesce(e.completion_tokens, 0),
+              e.upstream_cost_nano, -e.amount_nano
+         from entry e
+       on conflict (${rollup.keys.join(', ')}) do update set ${add})`;
+}
+
 /**
- * Settles a request exactly once: the usage entry, the running totals and the request's final
- * state in one statement. Only an open request (in_flight, awaiting_cost, unresolved) moves;
- * a second settle of the same request matches no row (and the unique request_id on the ledger
- * backs that up). Returns null when the request was not open.
+ * Pricing rule (the only rounding pricing adds), exact integer arithmetic in numeric:
+ *   charged_nano = ceil(upstream_cost_nano × multiplier_ppm / 1_000_000)
+ * computed as div(upstream × ppm + 999999, 1000000) — rounded UP to the next nano-USD, so the
+ * operator never undercharges by a fraction. multiplier_ppm is the user's override, else the
+ * default in pricing_settings (read in this statement: every replica prices alike at once).
+ */
+const SETTLE_SQL = `
+  with request as (
+    update requests
+       set state = 'settled', cost_nano = $2::bigint, settled_at = now(), updated_at = now(),
+           generation_id = coalesce($3::text, generation_id), next_lookup_at = null
+     where id = $1::uuid and state in ('in_flight', 'awaiting_cost', 'unresolved')
+    returning user_id, model, generation_id),
+  price as (
+    select request.user_id, request.model, request.generation_id, ppm.value as multiplier_ppm,
+           div($2::bigint::numeric * ppm.value + 999999, 1000000)::bigint as charged_nano
+      from request
+      cross join lateral (
+        select coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as value
+          from users u, pricing_settings s
+         where u.id = request.user_id) ppm),
+  account as (
+    update users
+       set balance_nano = balance_nano - price.charged_nano,
+           usage_nano = usage_nano + price.charged_nano
+      from price
+     where users.id = price.user_id
+    returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id),
+  entry as (
+    insert into ledger_entries (user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
+                                request_id, generation_id, model, prompt_tokens, completion_tokens)
+    select id, 'usage', -charged_nano, $2::bigint, multiplier_ppm, balance_nano,
+           $1::uuid, generation_id, model, $4::integer, $5::integer
+      from account
+    returning ${LEDGER_COLUMNS}),
+  ${ROLLUPS.map(rollupCte).join(',\n  ')}
+  select * from entry`;
+
+/**
+ * Settles a request exactly once, in one statement: the request's final state, the price
+ * (upstream cost × multiplier, see SETTLE_SQL), the running totals, the usage entry keeping
+ * both the upstream cost and the amount charged, and every usage rollup. Only an open request
+ * (in_flight, awaiting_cost, unresolved) moves; a second settle of the same request matches no
+ * row (and the unique request_id on the ledger backs that up). Returns null when the request
+ * was not open.
  */
 export async function settleUsage(db: Queryable, usage: UsageSettlement): Promise<LedgerEntry | null> {
-  assert(usage.chargedNano >= 0n && usage.upstreamCostNano >= 0n, 'usage cost cannot be negative');
-  const result = await db.query<RawEntry>(
-    `with request as (
-       update requests
-          set state = 'settled', cost_nano = $3::bigint, settled_at = now(), updated_at = now(),
-              generation_id = coalesce($4::text, generation_id), next_lookup_at = null
-        where id = $1::uuid and state in ('in_flight', 'awaiting_cost', 'unresolved')
-       returning user_id, model, generation_id),
-     account as (
-       update users
-          set balance_nano = balance_nano - $2::bigint,
-              usage_nano = usage_nano + $2::bigint
-         from request
-        where users.id = request.user_id
-       returning users.id, users.balance_nano)
-     insert into ledger_entries (user_id, kind, amount_nano, upstream_cost_nano, balance_after_nano,
-                                 request_id, generation_id, model, prompt_tokens, completion_tokens)
-     select account.id, 'usage', -$2::bigint, $3::bigint, account.balance_nano,
-            $1::uuid, request.generation_id, request.model, $5::integer, $6::integer
-       from account, request
-     returning ${LEDGER_COLUMNS}`,
-    [usage.requestId, usage.chargedNano.toString(), usage.upstreamCostNano.toString(), usage.generationId,
-      usage.promptTokens, usage.completionTokens],
-  );
+  assert(usage.upstreamCostNano >= 0n, 'usage cost cannot be negative');
+  const result = await db.query<RawEntry>(SETTLE_SQL, [
+    usage.requestId, usage.upstreamCostNano.toString(), usage.generationId, usage.promptTokens, usage.completionTokens,
+  ]);
   const row = result.rows[0];
   return row === undefined ? null : toLedgerEntry(row);
 }
@@ -122,19 +173,24 @@ export interface LedgerQuery {
   userId: string | null;
   since: Date | null;
   until: Date | null;
-  /** Entries with id below this (keyset pagination, newest first). */
+  /** Entries after this one in the order below (keyset pagination, newest first). */
   beforeId: string | null;
   limit: number;
 }
 
+/**
+ * @deprecated use reports.queryLedger (more filters); kept for existing callers. Same order:
+ * newest first by (created_at, id), the cursor entry's position found by its id.
+ */
 export async function listLedger(db: Queryable, query: LedgerQuery): Promise<LedgerEntry[]> {
   const result = await db.query<RawEntry>(
     `select ${LEDGER_COLUMNS} from ledger_entries
       where ($1::text is null or user_id = $1::text)
         and ($2::timestamptz is null or created_at >= $2::timestamptz)
         and ($3::timestamptz is null or created_at < $3::timestamptz)
-        and ($4::bigint is null or id < $4::bigint)
-      order by id desc
+        and ($4::bigint is null
+             or (created_at, id) < (select c.created_at, c.id from ledger_entries c where c.id = $4::bigint))
+      order by created_at desc, id desc
       limit $5::integer`,
     [query.userId, query.since, query.until, query.beforeId, query.limit],
   );

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { dashboardRoutes } from '../dashboard/router.js';
 import { MetergateError } from '../errors.js';
 import { adminRoutes } from '../routes/admin.js';
+import { adminReportRoutes } from '../routes/admin-reports.js';
 import { chatRoutes } from '../routes/chat.js';
 import { compatRoutes } from '../routes/openrouter-compat.js';
 import { opsRoutes } from '../routes/ops.js';
@@ -17,6 +19,8 @@ export function createApp(services: Services, adminToken: string): Express {
   app.use(opsRoutes(services));
   app.use(chatRoutes(services));
   app.use(compatRoutes(services));
+  app.use(dashboardRoutes()); // public static shell only; before the admin API's token check
+  app.use(adminReportRoutes(services, adminToken)); // ledger, usage, users and requests lists, pricing
   app.use(adminRoutes(services, adminToken));
   app.use((req: Request) => {
     throw new MetergateError('not_found', `no route ${req.method} ${req.path}`);

@@ -1,13 +1,19 @@
-import { formatNano, type LedgerEntry, type UserRow } from '@metergate/db';
+import { formatNano, pricing, type LedgerEntry, type RequestRow, type UsageRow, type UserListRow, type UserRow } from '@metergate/db';
 
-/** Admin JSON: amounts as decimal USD strings with all nine stored digits. */
+/**
+ * Admin JSON: amounts as decimal USD strings with all nine stored digits, multipliers as
+ * decimal strings with all six. For usage, `amount_usd` is minus the amount charged,
+ * `charged_usd` the amount charged and `upstream_cost_usd` what the upstream billed.
+ */
 export function entryJson(entry: LedgerEntry) {
   return {
     id: entry.id,
     user_id: entry.userId,
     kind: entry.kind,
     amount_usd: formatNano(entry.amountNano),
+    charged_usd: entry.kind === 'usage' ? formatNano(-entry.amountNano) : null,
     upstream_cost_usd: entry.upstreamCostNano === null ? null : formatNano(entry.upstreamCostNano),
+    multiplier: entry.multiplierPpm === null ? null : pricing.formatMultiplier(entry.multiplierPpm),
     balance_after_usd: formatNano(entry.balanceAfterNano),
     request_id: entry.requestId,
     generation_id: entry.generationId,
@@ -19,6 +25,8 @@ export function entryJson(entry: LedgerEntry) {
   };
 }
 
+export type EntryJson = ReturnType<typeof entryJson>;
+
 export function userJson(user: UserRow) {
   return {
     id: user.id,
@@ -26,5 +34,43 @@ export function userJson(user: UserRow) {
     total_credits_usd: formatNano(user.creditsNano),
     total_usage_usd: formatNano(user.usageNano),
     created_at: user.createdAt.toISOString(),
+  };
+}
+
+/** A row of GET /admin/users: the user, its all-time spend, and its multiplier override. */
+export function userListJson(user: UserListRow) {
+  return {
+    ...userJson(user),
+    spend_usd: formatNano(user.spendNano),
+    multiplier: user.multiplierPpm === null ? null : pricing.formatMultiplier(user.multiplierPpm),
+  };
+}
+
+/** cost_usd is what the upstream billed (requests.cost_nano); the ledger has the amount charged. */
+export function requestJson(request: RequestRow) {
+  return {
+    id: request.id,
+    user_id: request.userId,
+    replica_id: request.replicaId,
+    model: request.model,
+    state: request.state,
+    generation_id: request.generationId,
+    cost_usd: request.costNano === null ? null : formatNano(BigInt(request.costNano)),
+    reason: request.reason,
+    lookup_attempts: request.lookupAttempts,
+    started_at: request.startedAt.toISOString(),
+    settled_at: request.settledAt === null ? null : request.settledAt.toISOString(),
+  };
+}
+
+/** cost_usd = charged; upstream_cost_usd = billed upstream; the margin is their difference. */
+export function usageJson(row: UsageRow) {
+  return {
+    key: row.key,
+    requests: row.requests,
+    prompt_tokens: row.promptTokens,
+    completion_tokens: row.completionTokens,
+    cost_usd: formatNano(row.chargedNano),
+    upstream_cost_usd: formatNano(row.upstreamCostNano),
   };
 }

@@ -1,0 +1,645 @@
+/**
+ * Operator reports over the books: the ledger (filtered, keyset-paged, streamed), usage
+ * summaries from the rollups of migration 0003 (exact: the rollups are written in the settle
+ * statement), and the users and requests lists.
+ *
+ * QUERY PLANS relied on (EXPLAIN ANALYZE at 10M ledger rows / 100k users, see PLANS below).
+ */
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import Cursor from 'pg-cursor';
+import { parseNano } from '../money.js';
+import { LEDGER_COLUMNS, toLedgerEntry, type LedgerEntry, type LedgerKind, type RawEntry } from './ledger.js';
+import type { Queryable } from './queryable.js';
+import type { RequestRow, RequestState } from './requests.js';
+import type { UserRow } from './users.js';
+
+/** A cursor or argument a caller passed that this module cannot use (the API answers 400). */
+export class ReportQueryError extends Error {
+  constructor(readonly param: string, message: string) {
+    super(message);
+  }
+}
+
+/** Positional parameters, each cast where it is used (`$n::type`). */
+class Params {
+  readonly values: unknown[] = [];
+  add(value: unknown, type: string): string {
+    this.values.push(value);
+    return `$${this.values.length}::${type}`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Ledger
+
+export interface LedgerFilters {
+  userId?: string | null;
+  kind?: LedgerKind | null;
+  model?: string | null;
+  since?: Date | null;
+  until?: Date | null;
+}
+
+/** The filters as a WHERE clause ('' when none), every value a parameter. */
+function ledgerWhere(filters: LedgerFilters, params: Params, beforeId: string | null): string {
+  const where: string[] = [];
+  if (filters.userId != null) where.push(`user_id = ${params.add(filters.userId, 'text')}`);
+  if (filters.kind != null) where.push(`kind = ${params.add(filters.kind, 'text')}`);
+  if (filters.model != null) where.push(`model = ${params.add(filters.model, 'text')}`);
+  if (filters.since != null) where.push(`created_at >= ${params.add(filters.since, 'timestamptz')}`);
+  if (filters.until != null) where.push(`created_at < ${params.add(filters.until, 'timestamptz')}`);
+  if (beforeId !== null) {
+    where.push(`(created_at, id) < (select c.created_at, c.id from ledger_entries c where c.id = ${params.add(beforeId, 'bigint')})`);
+  }
+  return where.length > 0 ? `where ${where.join(' and ')}` : '';
+}
+
+/**
+ * Newest first is (created_at desc, id desc): every filter then reads one index range
+ * backwards (ledger_entries_{user,model,kind}_time, ledger_entries_created_at) and stops at the
+ * page size, whatever `until` is. The id only breaks ties and names the page boundary.
+ */
+function ledgerSelect(filters: LedgerFilters, params: Params, beforeId: string | null): string {
+  return `select ${LEDGER_COLUMNS} from ledger_entries ${ledgerWhere(filters, params, beforeId)}
+           order by created_at desc, id desc`;
+}
+
+/** One page, newest first; `beforeId` is the id of the previous page's last entry. */
+export async function queryLedger(
+  db: Queryable,
+  filters: LedgerFilters & { beforeId?: string | null; limit: number },
+): Promise<LedgerEntry[]> {
+  assert(Number.isSafeInteger(filters.limit) && filters.limit > 0, 'limit must be a positive integer');
+  const params = new Params();
+  const text = `${ledgerSelect(filters, params, filters.beforeId ?? null)} limit ${params.add(filters.limit, 'integer')}`;
+  const result = await db.query<RawEntry>(text, params.values);
+  return result.rows.map(toLedgerEntry);
+}
+
+/** Exact count of the filtered range (for progress bars; an index-only scan, ~1 s at 10M rows unfiltered). */
+export async function countLedger(db: Queryable, filters: LedgerFilters): Promise<number> {
+  const params = new Params();
+  const where = ledgerWhere(filters, params, null);
+  const result = await db.query<{ n: string }>(`select count(*)::text as n from ledger_entries ${where}`, params.values);
+  return Number(result.rows[0]!.n);
+}
+
+export const EXPORT_BATCH_ROWS = 1000;
+/** An export that is still running after this long is cancelled by Postgres. */
+export const EXPORT_DURATION_MS_MAX = 3_600_000;
+
+/**
+ * The whole filtered range, newest first, through a server-side cursor: constant memory
+ * whatever the range, one consistent snapshot (one read-only transaction on `client`, which
+ * must not be in a transaction already). Stop early by breaking out of the loop. After an
+ * error the client may be unusable: release it with the error.
+ */
+export async function* streamLedger(
+  client: pg.PoolClient,
+  filters: LedgerFilters,
+  batchRows = EXPORT_BATCH_ROWS,
+): AsyncGenerator<LedgerEntry, void, undefined> {
+  assert(Number.isSafeInteger(batchRows) && batchRows > 0, 'batchRows must be a positive integer');
+  const params = new Params();
+  const text = ledgerSelect(filters, params, null);
+  await client.query('begin isolation level repeatable read read only');
+  let finished = false;
+  try {
+    // The pool's statement_timeout would cut a long export; this one bounds it instead.
+    await client.query(`select set_config('statement_timeout', $1::text, true)`, [String(EXPORT_DURATION_MS_MAX)]);
+    const cursor = client.query(new Cursor<RawEntry>(text, params.values));
+    try {
+      for (;;) {
+        const rows = await cursor.read(batchRows);
+        if (rows.length === 0) break;
+        for (const row of rows) yield toLedgerEntry(row);
+      }
+    } finally {
+      await cursor.close();
+    }
+    await client.query('commit');
+    finished = true;
+  } finally {
+    if (!finished) await client.query('rollback');
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Usage summaries
+
+export type UsageGroup = 'user' | 'model' | 'day' | 'hour';
+
+export interface UsageRow {
+  /** User id, model ('' = none named), UTC day "YYYY-MM-DD" or UTC hour "YYYY-MM-DDTHH:00:00Z". */
+  key: string;
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  upstreamCostNano: bigint;
+  chargedNano: bigint;
+}
+
+export interface UsageQuery {
+  groupBy: UsageGroup;
+  since?: Date | null;
+  until?: Date | null;
+  userId?: string | null;
+  model?: string | null;
+  limit: number;
+}
+
+type Level = 'month' | 'day' | 'hour';
+
+/** Where usage can be read from: a rollup (by its bucket) or the ledger itself (by created_at). */
+interface Source {
+  table: string;
+  time: string;
+  /** Key expression per grouping; absent = this source cannot answer that grouping. */
+  keys: Partial<Record<UsageGroup, string>>;
+  user?: string;
+  model?: string;
+  measures: string;
+  where?: string;
+}
+
+const ROLLUP_MEASURES = 'requests, prompt_tokens, completion_tokens, upstream_cost_nano, charged_nano';
+
+const LEDGER: Source = {
+  table: 'ledger_entries', time: 'created_at', user: 'user_id', model: `coalesce(model, '')`, where: `kind = 'usage'`,
+  keys: { user: 'user_id', model: `coalesce(model, '')`, day: `date_trunc('day', created_at, 'UTC')`, hour: `date_trunc('hour', created_at, 'UTC')` },
+  measures: `1::bigint as requests, coalesce(prompt_tokens, 0)::bigint as prompt_tokens,
+             coalesce(completion_tokens, 0)::bigint as completion_tokens,
+             coalesce(upstream_cost_nano, -amount_nano) as upstream_cost_nano, -amount_nano as charged_nano`,
+};
+const USAGE_HOURLY: Source = {
+  table: 'usage_hourly', time: 'bucket', user: 'user_id', model: 'model', measures: ROLLUP_MEASURES,
+  keys: { user: 'user_id', model: 'model', day: `date_trunc('day', bucket, 'UTC')`, hour: 'bucket' },
+};
+const USER_DAILY: Source = { table: 'usage_user_daily', time: 'bucket', user: 'user_id', measures: ROLLUP_MEASURES, keys: { user: 'user_id', day: 'bucket' } };
+const USER_MONTHLY: Source = { table: 'usage_user_monthly', time: 'bucket', user: 'user_id', measures: ROLLUP_MEASURES, keys: { user: 'user_id' } };
+const MODEL_HOURLY: Source = {
+  table: 'usage_model_hourly', time: 'bucket', model: 'model', measures: ROLLUP_MEASURES,
+  keys: { model: 'model', day: `date_trunc('day', bucket, 'UTC')`, hour: 'bucket' },
+};
+const MODEL_DAILY: Source = { table: 'usage_model_daily', time: 'bucket', model: 'model', measures: ROLLUP_MEASURES, keys: { model: 'model', day: 'bucket' } };
+
+/**
+ * The rollups that can answer a query, coarsest first. Per user or per model-of-user reads go
+ * to the (hour, user, model) rollup; top users to the per-user month/day rollups; models, days
+ * and hours to the per-model rollups (a handful of rows per period).
+ */
+function levelsFor(q: UsageQuery): Array<[Level, Source]> {
+  if (q.userId != null) return [['hour', USAGE_HOURLY]];
+  if (q.groupBy === 'user') return q.model != null ? [['hour', USAGE_HOURLY]] : [['month', USER_MONTHLY], ['day', USER_DAILY], ['hour', USAGE_HOURLY]];
+  if (q.groupBy === 'hour') return [['hour', MODEL_HOURLY]];
+  return [['day', MODEL_DAILY], ['hour', MODEL_HOURLY]];
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+export function floorTo(level: Level, at: Date): Date {
+  if (level === 'month') return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1));
+  const unit = level === 'day' ? DAY_MS : HOUR_MS;
+  return new Date(Math.floor(at.getTime() / unit) * unit);
+}
+
+export function ceilTo(level: Level, at: Date): Date {
+  const floor = floorTo(level, at);
+  if (floor.getTime() === at.getTime()) return floor;
+  if (level === 'month') return new Date(Date.UTC(floor.getUTCFullYear(), floor.getUTCMonth() + 1, 1));
+  return new Date(floor.getTime() + (level === 'day' ? DAY_MS : HOUR_MS));
+}
+
+/** [from, to) with null = unbounded on that side. */
+export interface Piece<S> { source: S; from: Date | null; to: Date | null }
+
+/**
+ * Splits [since, until) into whole months, days and hours read from rollups (coarsest that
+ * fits) and the sub-hour fringes read from the ledger: exact for any range, and the number of
+ * rows read stays near the number of periods instead of the number of requests.
+ */
+export function decompose<S>(since: Date | null, until: Date | null, levels: Array<[Level, S]>, ledger: S): Array<Piece<S>> {
+  const pieces: Array<Piece<S>> = [];
+  let inner: { from: Date | null; to: Date | null } | null = null;
+  const cover = (source: S, from: Date | null, to: Date | null) => {
+    if (inner === null) {
+      pieces.push({ source, from, to });
+      return;
+    }
+    if (from !== null && inner.from !== null && from < inner.from) pieces.push({ source, from, to: inner.from });
+    if (to !== null && inner.to !== null && inner.to < to) pieces.push({ source, from: inner.to, to });
+  };
+  for (const [level, source] of levels) {
+    const from = since === null ? null : ceilTo(level, since);
+    const to = until === null ? null : floorTo(level, until);
+    if (from !== null && to !== null && from >= to) continue;
+    cover(source, from, to);
+    inner = { from, to };
+  }
+  if (since === null || until === null || since < until) cover(ledger, since, until);
+  return pieces;
+}
+
+function piecesSql(q: UsageQuery, pieces: Array<Piece<Source>>, params: Params, userIn: string[] | null = null, chargeOnly = false): string {
+  return pieces.map(({ source, from, to }) => {
+    const where = source.where === undefined ? [] : [source.where];
+    if (from !== null) where.push(`${source.time} >= ${params.add(from, 'timestamptz')}`);
+    if (to !== null) where.push(`${source.time} < ${params.add(to, 'timestamptz')}`);
+    if (q.userId != null) where.push(`${source.user!} = ${params.add(q.userId, 'text')}`);
+    if (q.model != null) where.push(`${source.model!} = ${params.add(q.model, 'text')}`);
+    if (userIn !== null) where.push(`${source.user!} = any(${params.add(userIn, 'text[]')})`);
+    const key = source.keys[q.groupBy];
+    assert(key !== undefined, `${source.table} cannot group by ${q.groupBy}`);
+    const measures = chargeOnly ? (source === LEDGER ? '-amount_nano as charged_nano' : 'charged_nano') : source.measures;
+    return `select ${key} as k, ${measures} from ${source.table}${where.length > 0 ? ` where ${where.join(' and ')}` : ''}`;
+  }).join('\n union all ');
+}
+
+const KEY_TEXT: Record<UsageGroup, string> = {
+  user: 'k',
+  model: 'k',
+  day: `to_char(k at time zone 'UTC', 'YYYY-MM-DD')`,
+  hour: `to_char(k at time zone 'UTC', 'YYYY-MM-DD"T"HH24":00:00Z"')`,
+};
+
+interface RawUsage { key: string; requests: string; prompt_tokens: string; completion_tokens: string; upstream_cost_nano: string; charged_nano: string }
+
+function toUsageRow(row: RawUsage): UsageRow {
+  return {
+    key: row.key, requests: Number(row.requests), promptTokens: Number(row.prompt_tokens),
+    completionTokens: Number(row.completion_tokens), upstreamCostNano: parseNano(row.upstream_cost_nano),
+    chargedNano: parseNano(row.charged_nano),
+  };
+}
+
+/**
+ * Usage grouped by user, model, UTC day or UTC hour over [since, until), most charged first
+ * (ties by key), at most `limit` groups. Exact: rollups for whole periods, the ledger for the
+ * partial hours at either end.
+ */
+export async function usageSummary(db: Queryable, q: UsageQuery): Promise<UsageRow[]> {
+  assert(Number.isSafeInteger(q.limit) && q.limit > 0, 'limit must be a positive integer');
+  const since = q.since ?? null;
+  const until = q.until ?? null;
+  if (since !== null && until !== null && since >= until) return [];
+  if (q.groupBy === 'user' && q.model == null && q.userId == null) {
+    if (since === null && until === null) return userTotals(db, null, q.limit);
+    const top = await topUsersByThreshold(db, since, until, q.limit);
+    if (top !== null) return top;
+  }
+  return serialPlans(db, async (client) => {
+    if (q.groupBy !== 'user') return aggregate(client, q);
+    // Rank on the charge alone (one sum per user), then sum every measure for the winners only.
+    const winners = await rankUsers(client, q);
+    return winners.length === 0 ? [] : aggregate(client, { ...q, limit: winners.length }, winners);
+  });
+}
+
+/**
+ * Runs the summary's statements with parallel query off. Measured at 10M rows on 2 cores:
+ * Postgres cannot estimate the number of groups of a UNION ALL (it assumes 200), so it plans
+ * a parallel sort-and-merge aggregation that is ~2x slower than one backend hashing. Needs a
+ * connection of its own: given a pool it takes one; given a client it runs as it is.
+ */
+async function serialPlans<T>(db: Queryable, run: (client: Queryable) => Promise<T>): Promise<T> {
+  if (!isPool(db)) return run(db);
+  const client = await db.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('begin read only');
+    await client.query(`set local max_parallel_workers_per_gather = 0`);
+    const result = await run(client);
+    await client.query('commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch((rollbackError: unknown) => { broken = rollbackError as Error; });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** A pool (a client has connect() too, but no pool counters). */
+function isPool(db: Queryable): db is pg.Pool {
+  return 'totalCount' in db && 'idleCount' in db && typeof (db as pg.Pool).connect === 'function';
+}
+
+/** The `limit` most charged users of the range (charge only), ties by id. */
+async function rankUsers(db: Queryable, q: UsageQuery): Promise<string[]> {
+  const params = new Params();
+  const union = piecesSql(q, decompose(q.since ?? null, q.until ?? null, levelsFor(q), LEDGER), params, null, true);
+  const result = await db.query<{ k: string }>(
+    `select k from (${union}) usage group by k order by sum(charged_nano) desc, k limit ${params.add(q.limit, 'integer')}`,
+    params.values,
+  );
+  return result.rows.map((row) => row.k);
+}
+
+/** Sums every rollup piece of the range and keeps the `limit` most charged groups. */
+async function aggregate(db: Queryable, q: UsageQuery, userIn: string[] | null = null): Promise<UsageRow[]> {
+  const params = new Params();
+  const union = piecesSql(q, decompose(q.since ?? null, q.until ?? null, levelsFor(q), LEDGER), params, userIn);
+  const result = await db.query<RawUsage>(
+    `select ${KEY_TEXT[q.groupBy]} as key, sum(requests)::text as requests, sum(prompt_tokens)::text as prompt_tokens,
+            sum(completion_tokens)::text as completion_tokens, sum(upstream_cost_nano)::text as upstream_cost_nano,
+            sum(charged_nano)::text as charged_nano
+       from (${union}) usage
+      group by k
+      order by sum(charged_nano) desc, k
+      limit ${params.add(q.limit, 'integer')}`,
+    params.values,
+  );
+  return result.rows.map(toUsageRow);
+}
+
+/** Candidates per period start at this many (and at least 4 × limit), ×4 per round. */
+const TOP_CANDIDATES_MIN = 100;
+const TOP_CANDIDATES_MAX = 25_000;
+/** Beyond this many periods the bound (a sum over periods) is too loose to pay: aggregate instead. */
+const TOP_PERIODS_MAX = 3;
+
+/**
+ * Exact top users over a range made of whole UTC days and months (or open-ended) without
+ * summing every user — Fagin's threshold algorithm. The range is cut into periods, whole months
+ * (usage_user_monthly) and whole days (usage_user_daily), each readable in order of charge
+ * (index (bucket, charged_nano desc)). Each period's top m users are the candidates; their
+ * exact totals are summed. A user who is not a candidate spent at most the m-th charge of every
+ * period, so at most T = the sum of those; once the limit-th candidate's total is above T,
+ * nobody else can enter (or tie into) the top. Otherwise m grows ×4, up to
+ * TOP_CANDIDATES_MAX. Needs charges ≥ 0 (they are). Null when this path does not apply: the
+ * range cuts a day, spans too many periods, or the bound never separates.
+ */
+async function topUsersByThreshold(db: Queryable, since: Date | null, until: Date | null, limit: number): Promise<UsageRow[] | null> {
+  const periods = await wholePeriods(db, since, until);
+  if (periods === null || periods.length > TOP_PERIODS_MAX) return null;
+  for (let m = Math.max(TOP_CANDIDATES_MIN, 4 * limit); m <= TOP_CANDIDATES_MAX; m *= 4) {
+    const heads = await periodHeads(db, periods, m);
+    const candidates = [...new Set(heads.flatMap((head) => head.users))];
+    const exact = candidates.length === 0 ? [] : await aggregate(db, { groupBy: 'user', since, until, limit: candidates.length }, candidates);
+    if (heads.every((head) => head.exhausted)) return exact.slice(0, limit);
+    const threshold = heads.reduce((sum, head) => sum + head.bound, 0n);
+    const last = exact[limit - 1];
+    if (last !== undefined && last.chargedNano > threshold) return exact.slice(0, limit);
+  }
+  return null;
+}
+
+interface Period { table: 'usage_user_monthly' | 'usage_user_daily'; bucket: Date }
+
+/**
+ * [since, until) as whole UTC months and days, or null when it cuts a day (then the periods
+ * would only bound the range, and on real data that bound is too loose to be worth a round).
+ * An open end runs to the last day with usage, so "this month" is one monthly period.
+ */
+async function wholePeriods(db: Queryable, since: Date | null, until: Date | null): Promise<Period[] | null> {
+  if ((since !== null && floorTo('day', since).getTime() !== since.getTime())
+    || (until !== null && floorTo('day', until).getTime() !== until.getTime())) return null;
+  let from = since;
+  let to = until;
+  let lastDay: Date | null = null;
+  if (from === null || to === null) {
+    const edges = await db.query<{ first: Date | null; last: Date | null }>(
+      'select (select min(bucket) from usage_user_monthly) as first, (select max(bucket) from usage_user_daily) as last');
+    const { first, last } = edges.rows[0]!;
+    if (first === null || last === null) return [];
+    from ??= first;
+    lastDay = last;
+    // Past the last day there is nothing, so a month that holds it may stand for [.., ∞).
+    to ??= ceilTo('month', new Date(last.getTime() + DAY_MS));
+    if (from >= to) return [];
+  }
+  const pieces = decompose<Period['table'] | null>(from, to, [['month', 'usage_user_monthly'], ['day', 'usage_user_daily']], null);
+  const periods: Period[] = [];
+  for (const { source, from: start, to: end } of pieces) {
+    assert(source !== null && start !== null && end !== null, 'a day-aligned range needs no ledger piece');
+    const level = source === 'usage_user_monthly' ? 'month' : 'day';
+    for (let at = start; at < end && (until !== null || lastDay === null || at <= lastDay); at = ceilTo(level, new Date(at.getTime() + 1))) {
+      periods.push({ table: source, bucket: at });
+      if (periods.length > TOP_PERIODS_MAX) return periods;
+    }
+  }
+  return periods;
+}
+
+interface PeriodHead { users: string[]; exhausted: boolean; bound: bigint }
+
+/** Each period's m most charged users, and the charge of its m-th (0 when it has fewer). */
+async function periodHeads(db: Queryable, periods: Period[], m: number): Promise<PeriodHead[]> {
+  if (periods.length === 0) return [];
+  const params = new Params();
+  const count = params.add(m, 'integer');
+  const union = periods.map(({ table, bucket }, index) =>
+    `(select ${index} as period, user_id, charged_nano from ${table}
+       where bucket = ${params.add(bucket, 'timestamptz')} order by charged_nano desc limit ${count})`).join(' union all ');
+  const result = await db.query<{ period: number; user_id: string; charged_nano: string }>(
+    `select period, user_id, charged_nano::text from (${union}) heads`, params.values);
+  const heads = periods.map(() => ({ users: [] as string[], exhausted: true, bound: 0n, lowest: null as bigint | null }));
+  for (const row of result.rows) {
+    const head = heads[row.period]!;
+    const charged = parseNano(row.charged_nano);
+    head.users.push(row.user_id);
+    if (head.lowest === null || charged < head.lowest) head.lowest = charged;
+  }
+  // The m-th charge bounds the rest of a period; a period with fewer than m users has no rest.
+  return heads.map(({ users, lowest }) => ({ users, exhausted: users.length < m, bound: users.length < m ? 0n : lowest ?? 0n }));
+}
+
+/**
+ * All-time top users: users.usage_nano is each user's charged total (written in the same
+ * settle statement as usage_user_totals), so the users_spend index yields the order and the
+ * totals row is joined per user — no aggregation at all.
+ */
+async function userTotals(db: Queryable, userId: string | null, limit: number): Promise<UsageRow[]> {
+  const params = new Params();
+  const where = userId === null ? '' : `where u.id = ${params.add(userId, 'text')}`;
+  const result = await db.query<RawUsage>(
+    `select t.user_id as key, t.requests::text, t.prompt_tokens::text, t.completion_tokens::text,
+            t.upstream_cost_nano::text, t.charged_nano::text
+       from users u join usage_user_totals t on t.user_id = u.id
+      ${where}
+      order by u.usage_nano desc, u.id
+      limit ${params.add(limit, 'integer')}`,
+    params.values,
+  );
+  return result.rows.map(toUsageRow);
+}
+
+// ---------------------------------------------------------------------------------------
+// Users
+
+export interface UserListRow extends UserRow {
+  /** Total charged for usage, all time (= usageNano). */
+  spendNano: bigint;
+  /** The user's price multiplier override (ppm), null = the default. */
+  multiplierPpm: bigint | null;
+}
+
+export interface UserListQuery {
+  sort: 'balance' | 'spend' | 'id';
+  order: 'asc' | 'desc';
+  /** Only users whose balance is strictly below this. */
+  balanceBelowNano?: bigint | null;
+  limit: number;
+  /** nextCursor of the previous page (same sort and order). */
+  cursor?: string | null;
+}
+
+const USER_SORT_COLUMN = { balance: 'balance_nano', spend: 'usage_nano', id: null } as const;
+
+interface RawUserRow { id: string; created_at: Date; balance_nano: string; credits_nano: string; usage_nano: string; multiplier_ppm: string | null }
+
+/** Cursor = base64url JSON [sort value, id]: keyset on (value, id), which the sort indexes hold. */
+function encodeUserCursor(sort: UserListQuery['sort'], row: RawUserRow): string {
+  const column = USER_SORT_COLUMN[sort];
+  const value = column === null ? null : row[column];
+  return Buffer.from(JSON.stringify([sort, value, row.id])).toString('base64url');
+}
+
+function decodeUserCursor(sort: UserListQuery['sort'], cursor: string): { value: string | null; id: string } {
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    decoded = null;
+  }
+  if (!Array.isArray(decoded) || decoded.length !== 3) throw new ReportQueryError('cursor', 'cursor must be a next_cursor value from a previous page');
+  const [cursorSort, value, id] = decoded as unknown[];
+  const validValue = value === null || (typeof value === 'string' && /^-?\d{1,19}$/.test(value));
+  if (typeof id !== 'string' || !validValue) throw new ReportQueryError('cursor', 'cursor must be a next_cursor value from a previous page');
+  if (cursorSort !== sort || (USER_SORT_COLUMN[sort] === null) !== (value === null)) {
+    throw new ReportQueryError('cursor', `this cursor belongs to a listing sorted by ${String(cursorSort)}, not ${sort}`);
+  }
+  return { value: value as string | null, id };
+}
+
+export async function listUsers(db: Queryable, q: UserListQuery): Promise<{ users: UserListRow[]; nextCursor: string | null }> {
+  assert(Number.isSafeInteger(q.limit) && q.limit > 0, 'limit must be a positive integer');
+  const params = new Params();
+  const column = USER_SORT_COLUMN[q.sort];
+  const direction = q.order === 'asc' ? 'asc' : 'desc';
+  const where: string[] = [];
+  if (q.balanceBelowNano != null) where.push(`balance_nano < ${params.add(q.balanceBelowNano.toString(), 'bigint')}`);
+  if (q.cursor != null) {
+    const after = decodeUserCursor(q.sort, q.cursor);
+    const op = direction === 'asc' ? '>' : '<';
+    where.push(column === null ? `id ${op} ${params.add(after.id, 'text')}`
+      : `(${column}, id) ${op} (${params.add(after.value, 'bigint')}, ${params.add(after.id, 'text')})`);
+  }
+  const order = column === null ? `id ${direction}` : `${column} ${direction}, id ${direction}`;
+  const result = await db.query<RawUserRow>(
+    `select id, created_at, balance_nano, credits_nano, usage_nano, multiplier_ppm from users
+      ${where.length > 0 ? `where ${where.join(' and ')}` : ''}
+      order by ${order} limit ${params.add(q.limit + 1, 'integer')}`,
+    params.values,
+  );
+  const rows = result.rows.slice(0, q.limit);
+  const last = rows.at(-1);
+  return {
+    users: rows.map(toUserListRow),
+    nextCursor: result.rows.length > q.limit && last !== undefined ? encodeUserCursor(q.sort, last) : null,
+  };
+}
+
+function toUserListRow(row: RawUserRow): UserListRow {
+  const usageNano = parseNano(row.usage_nano);
+  return {
+    id: row.id, createdAt: row.created_at, balanceNano: parseNano(row.balance_nano), creditsNano: parseNano(row.credits_nano),
+    usageNano, spendNano: usageNano, multiplierPpm: row.multiplier_ppm === null ? null : parseNano(row.multiplier_ppm),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+export const UNSETTLED_STATES: readonly RequestState[] = ['in_flight', 'awaiting_cost', 'unresolved'];
+
+export interface RequestListQuery {
+  /** 'unsettled' = in_flight, awaiting_cost or unresolved. */
+  state?: RequestState | 'unsettled' | null;
+  userId?: string | null;
+  limit: number;
+  /** nextCursor of the previous page: the id of its last request. */
+  cursor?: string | null;
+}
+
+interface RawRequest {
+  id: string; user_id: string; replica_id: string; model: string | null; state: RequestState;
+  generation_id: string | null; cost_nano: string | null; reason: string | null; lookup_attempts: number;
+  started_at: Date; settled_at: Date | null;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Newest first (started_at desc, id desc), keyset on the last request's id. */
+export async function listRequests(db: Queryable, q: RequestListQuery): Promise<{ requests: RequestRow[]; nextCursor: string | null }> {
+  assert(Number.isSafeInteger(q.limit) && q.limit > 0, 'limit must be a positive integer');
+  const params = new Params();
+  const where: string[] = [];
+  if (q.state === 'unsettled') where.push(`state in ('in_flight', 'awaiting_cost', 'unresolved')`);
+  else if (q.state != null) where.push(`state = ${params.add(q.state, 'text')}`);
+  if (q.userId != null) where.push(`user_id = ${params.add(q.userId, 'text')}`);
+  if (q.cursor != null) {
+    if (!UUID_RE.test(q.cursor)) throw new ReportQueryError('cursor', 'cursor must be a next_cursor value from a previous page');
+    where.push(`(started_at, id) < (select c.started_at, c.id from requests c where c.id = ${params.add(q.cursor, 'uuid')})`);
+  }
+  const result = await db.query<RawRequest>(
+    `select id, user_id, replica_id, model, state, generation_id, cost_nano::text, reason, lookup_attempts,
+            started_at, settled_at
+       from requests ${where.length > 0 ? `where ${where.join(' and ')}` : ''}
+      order by started_at desc, id desc
+      limit ${params.add(q.limit + 1, 'integer')}`,
+    params.values,
+  );
+  const rows = result.rows.slice(0, q.limit);
+  return {
+    requests: rows.map((row) => ({
+      id: row.id, userId: row.user_id, replicaId: row.replica_id, model: row.model, state: row.state,
+      generationId: row.generation_id, costNano: row.cost_nano, reason: row.reason,
+      lookupAttempts: row.lookup_attempts, startedAt: row.started_at, settledAt: row.settled_at,
+    })),
+    nextCursor: result.rows.length > q.limit ? rows.at(-1)!.id : null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Rollup check
+
+/** Each rollup's key, as computed from a ledger row (same as the settle statement's). */
+const ROLLUP_KEYS: Record<string, Record<string, string>> = {
+  usage_hourly: { bucket: `date_trunc('hour', created_at, 'UTC')`, user_id: 'user_id', model: `coalesce(model, '')` },
+  usage_user_daily: { bucket: `date_trunc('day', created_at, 'UTC')`, user_id: 'user_id' },
+  usage_user_monthly: { bucket: `date_trunc('month', created_at, 'UTC')`, user_id: 'user_id' },
+  usage_user_totals: { user_id: 'user_id' },
+  usage_model_hourly: { bucket: `date_trunc('hour', created_at, 'UTC')`, model: `coalesce(model, '')`, shard: '(hashtext(user_id) & 7)::smallint' },
+  usage_model_daily: { bucket: `date_trunc('day', created_at, 'UTC')`, model: `coalesce(model, '')`, shard: '(hashtext(user_id) & 7)::smallint' },
+};
+
+/**
+ * Rows where a rollup differs from the sums over the ledger's usage entries, per rollup table
+ * (only tables with differences are listed). A full scan of the ledger: for `verify` and tests.
+ */
+export async function rollupMismatches(db: Queryable): Promise<Array<{ table: string; rows: number }>> {
+  const found: Array<{ table: string; rows: number }> = [];
+  for (const [table, keys] of Object.entries(ROLLUP_KEYS)) {
+    const names = Object.keys(keys);
+    const result = await db.query<{ n: string }>(
+      `with expected as (
+         select ${names.map((name) => `${keys[name]!} as ${name}`).join(', ')}, count(*)::bigint as requests,
+                coalesce(sum(prompt_tokens), 0)::bigint as prompt_tokens,
+                coalesce(sum(completion_tokens), 0)::bigint as completion_tokens,
+                sum(coalesce(upstream_cost_nano, -amount_nano))::bigint as upstream_cost_nano,
+                sum(-amount_nano)::bigint as charged_nano
+           from ledger_entries where kind = 'usage'
+          group by ${names.map((_, index) => index + 1).join(', ')})
+       select count(*)::text as n
+         from expected e full join ${table} r using (${names.join(', ')})
+        where (e.requests, e.prompt_tokens, e.completion_tokens, e.upstream_cost_nano, e.charged_nano)
+              is distinct from (r.requests, r.prompt_tokens, r.completion_tokens, r.upstream_cost_nano, r.charged_nano)`,
+    );
+    const rows = Number(result.rows[0]!.n);
+    if (rows > 0) found.push({ table, rows });
+  }
+  return found;
+}

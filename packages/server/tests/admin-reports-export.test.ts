@@ -1,0 +1,82 @@
+import { users } from '@metergate/db';
+import { eventually, startStack, type TestStack } from '@metergate/testkit';
+import { adminGet, parseCsv } from './admin-reports-fixtures.js';
+
+const ROWS = 100_000;
+
+/**
+ * The export's own session in pg_stat_activity. Between cursor reads the backend waits for
+ * the next Execute message: wait_event ClientRead (its state stays 'active': no Sync is sent
+ * until the cursor closes).
+ */
+async function exportSessions(stack: TestStack): Promise<Array<{ state: string; wait: string | null }>> {
+  const result = await stack.db.pool.query<{ state: string; wait: string | null }>(
+    `select state, wait_event as wait from pg_stat_activity
+      where datname = current_database() and pid <> pg_backend_pid() and query like '%from ledger_entries%order by created_at desc, id desc%'
+        and state <> 'idle'`);
+  return result.rows;
+}
+
+QUnit.module('admin ledger CSV export: streamed with backpressure, stops when the client leaves', (hooks) => {
+  let stack: TestStack;
+  hooks.before(async () => {
+    stack = await startStack();
+    await users.insertUser(stack.db.pool, 'bulk');
+    // 100,000 one-nano grants with consistent running balances, in one statement.
+    await stack.db.pool.query(
+      `insert into ledger_entries (user_id, kind, amount_nano, balance_after_nano, note, created_at)
+       select 'bulk', 'grant', 1, i, 'row ' || i, now() - (${ROWS} - i) * interval '1 millisecond'
+         from generate_series(1, ${ROWS}) i`);
+    await stack.db.pool.query(`update users set balance_nano = ${ROWS}, credits_nano = ${ROWS} where id = 'bulk'`);
+  });
+  hooks.after(async () => { await stack.close(); });
+
+  QUnit.test('a slow reader holds the export at the cursor (nothing buffered to the end); it then completes whole', async (assert) => {
+    const response = await adminGet(stack, '/admin/ledger?format=csv');
+    assert.strictEqual(response.status, 200);
+    const reader = response.body!.getReader();
+    const first = await reader.read();
+    assert.false(first.done);
+    // While we do not read, the server must wait for 'drain' and ask Postgres for nothing more:
+    // 100,000 rows (~20 MB) do not fit in the socket buffers. Sampled over 1.5 s, the export's
+    // session is still there and idle, waiting for the next read (ClientRead) every time.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const samples: string[] = [];
+    for (let i = 0; i < 6; i += 1) {
+      samples.push(JSON.stringify(await exportSessions(stack)));
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    assert.deepEqual(samples, Array(6).fill(JSON.stringify([{ state: 'active', wait: 'ClientRead' }])), 'the cursor waits on the slow client');
+    const decoder = new TextDecoder();
+    let text = decoder.decode(first.value, { stream: true });
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    const rows = parseCsv(text + decoder.decode());
+    assert.strictEqual(rows.length, ROWS + 1, 'header + every row');
+    assert.strictEqual(rows[1]![0], String(ROWS), 'newest first');
+    assert.strictEqual(rows.at(-1)![0], '1');
+    assert.deepEqual(await eventually(() => exportSessions(stack), (r) => r.length === 0, 5_000), [], 'the export session is done');
+  });
+
+  QUnit.test('a client that disconnects mid-export frees the database client and the export slot', async (assert) => {
+    for (let i = 0; i < 4; i += 1) {
+      const controller = new AbortController();
+      const response = await fetch(`${stack.url}/admin/ledger?format=csv`, {
+        headers: { authorization: `Bearer ${stack.adminToken}` }, signal: controller.signal,
+      });
+      assert.strictEqual(response.status, 200, `export ${i + 1} is admitted (the slots of the aborted ones were freed)`);
+      await response.body!.getReader().read();
+      controller.abort();
+    }
+    const sessions = await eventually(() => exportSessions(stack), (rows) => rows.length === 0, 10_000);
+    assert.deepEqual(sessions, [], 'no export is left running in Postgres');
+    const pool = stack.runtime.services.pools.write;
+    const busy = await eventually(async () => pool.totalCount - pool.idleCount, (n) => n === 0, 10_000);
+    assert.strictEqual(busy, 0, 'every write-pool client is back in the pool');
+    const full = await adminGet(stack, '/admin/ledger?format=csv&user_id=bulk&since=' + encodeURIComponent(new Date(Date.now() - 3_600_000).toISOString()));
+    assert.strictEqual(parseCsv(await full.text()).length, ROWS + 1, 'a later export still runs to the end');
+  });
+});
