@@ -1,1 +1,3 @@
-export const CLI_NAME = "metergate";
+export const CLI_NAME = 'metergate';
+export { buildProgram, run } from './program.js';
+export { ExitCode, CliError } from './errors.js';
