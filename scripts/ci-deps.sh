@@ -2,7 +2,9 @@
 # Debian packages the test suite needs beyond Node and npm:
 #   nginx-light   the load-balancer tests run a real nginx in front of replicas and check
 #                 docker/nginx.conf with `nginx -t`;
-#   python3-yaml  the deployment tests parse docker/compose.yml with a real YAML parser.
+#   python3-yaml  the deployment tests parse docker/compose.yml with a real YAML parser;
+#   chromium      the dashboard test drives Debian's Chromium (/usr/bin/chromium) with
+#                 playwright-core, which downloads no browser of its own.
 # Idempotent and non-interactive: quiet no-op when everything is installed; otherwise
 # `apt-get update` + `apt-get install` (root, or sudo without a password). Safe under CI=true
 # with no stdin.
@@ -11,6 +13,7 @@ set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -36,4 +39,5 @@ fi
 if command -v service >/dev/null 2>&1; then "${as_root[@]}" service nginx stop >/dev/null 2>&1 || true; fi
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
 python3 -c 'import yaml'
-echo "ci-deps: $( (nginx -v || /usr/sbin/nginx -v) 2>&1 | head -n 1), python3-yaml ok"
+[ -x /usr/bin/chromium ]
+echo "ci-deps: $( (nginx -v || /usr/sbin/nginx -v) 2>&1 | head -n 1), python3-yaml ok, $(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
