@@ -13,5 +13,8 @@ QUnit.on('runEnd', (run) => {
   // Printed after the TAP plan so it is the last line of output.
   process.on('exit', () => {
     console.log(`qunit: ${passed} passed, ${failed} failed, ${skipped + todo} skipped`);
+    // Whoever ends the process (a library's exit hook calling process.exit(0) included),
+    // a failed test must still fail the run: the exit code is read after these listeners.
+    if (failed > 0) process.exitCode = 1;
   });
 });

