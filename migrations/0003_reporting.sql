@@ -34,25 +34,28 @@ alter table ledger_entries add column multiplier_ppm bigint;
 -- what the user was charged (the margin is charged - upstream). model '' = no model named.
 -- No foreign keys: rollups are derived data and the settle already locks the user's row.
 
--- Per (hour, user, model): the finest rollup; per-user reports and short ranges.
+-- Per (hour, user, model): the finest rollup; per-user reports and short ranges. Keyed by user
+-- first, so a user's (or a few users') rows are one index range; by bucket and by model for
+-- the other readers, both covering (user_id, charged_nano) so ranking users over hours reads
+-- the index only (measured at 10M rows: top users of one model over 7 days 370 ms -> 36 ms).
+-- The price: an update of an hourly row changes an indexed column, so it is never HOT.
 create table usage_hourly (
-  bucket timestamptz not null,
   user_id text not null,
+  bucket timestamptz not null,
   model text not null,
   requests bigint not null,
   prompt_tokens bigint not null,
   completion_tokens bigint not null,
   upstream_cost_nano bigint not null,
   charged_nano bigint not null,
-  primary key (bucket, user_id, model)
+  primary key (user_id, bucket, model)
 );
-create index usage_hourly_user on usage_hourly (user_id, bucket);
-create index usage_hourly_model on usage_hourly (model, bucket);
+create index usage_hourly_bucket on usage_hourly (bucket) include (user_id, charged_nano);
+create index usage_hourly_model on usage_hourly (model, bucket) include (user_id, charged_nano);
 
--- Per (day, user) and (month, user): top users over long ranges. Keyed by user first (the
--- exact sums of a set of candidate users are index lookups), and indexed by (bucket, charged
--- desc): each period's heaviest users in order, which bounds everyone else's spend (see
--- topUsersByThreshold in reports.ts).
+-- Per (day, user) and (month, user): top users over long ranges read one row per user and
+-- period. Keyed by user first (the winners' sums are index lookups), and indexed by
+-- (bucket, charged desc, user_id): one whole day's or month's top users straight off the index.
 create table usage_user_daily (
   user_id text not null,
   bucket timestamptz not null,
@@ -93,13 +96,20 @@ create table usage_model_hourly (
 );
 create table usage_model_daily (like usage_model_hourly including all);
 
+-- sum() over bigint keeps a numeric state per group; this one adds in bigint (int8pl raises
+-- on overflow, so a sum is exact or an error, never wrapped). Ranking 76k users over 157k
+-- rollup rows: 97 ms with sum(), 73 ms with this.
+create aggregate usage_sum(bigint) (
+  sfunc = int8pl, stype = bigint, initcond = '0', combinefunc = int8pl, parallel = safe
+);
+
 -- Adds the usage entries with from_id <= id <= to_id to every rollup (the bulk twin of the
 -- per-row upserts in settleUsage). Used by the backfill below, by scripts/seed-ledger.mjs,
 -- and by usage_rollups_rebuild(). Returns the number of (hour, user, model) groups added.
 create function usage_rollups_add(from_id bigint, to_id bigint) returns bigint
 language sql as $$
   with usage as materialized (
-    select date_trunc('hour', created_at, 'UTC') as bucket, user_id, coalesce(model, '') as model,
+    select user_id, date_trunc('hour', created_at, 'UTC') as bucket, coalesce(model, '') as model,
            count(*)::bigint as requests,
            coalesce(sum(prompt_tokens), 0)::bigint as prompt_tokens,
            coalesce(sum(completion_tokens), 0)::bigint as completion_tokens,
@@ -111,7 +121,7 @@ language sql as $$
   hourly as (
     insert into usage_hourly as t
     select * from usage
-    on conflict (bucket, user_id, model) do update
+    on conflict (user_id, bucket, model) do update
        set requests = t.requests + excluded.requests, prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,
            completion_tokens = t.completion_tokens + excluded.completion_tokens,
            upstream_cost_nano = t.upstream_cost_nano + excluded.upstream_cost_nano,

@@ -13,9 +13,11 @@ QUnit.module('reports: migration 0003 on a database that already has a ledger', 
     const { adminUrl } = testEnv();
     const name = `mgtest_m3_${randomBytes(5).toString('hex')}`;
     const admin = new pg.Client({ connectionString: adminUrl });
+    admin.on('error', () => undefined);
     await admin.connect();
     await admin.query(`create database ${name}`);
     const pool = new pg.Pool({ connectionString: withDatabase(adminUrl, name), max: 2 });
+    pool.on('error', () => undefined);
     try {
       const all = await loadMigrations(MIGRATIONS_DIR);
       const before = all.filter((m) => m.name < '0003');

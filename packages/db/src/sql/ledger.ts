@@ -89,8 +89,8 @@ interface Rollup { table: string; keys: string[]; values: string[] }
 
 /** The same tables and keys as usage_rollups_add() in migrations/0003_reporting.sql. */
 const ROLLUPS: Rollup[] = [
-  { table: 'usage_hourly', keys: ['bucket', 'user_id', 'model'],
-    values: [`date_trunc('hour', e.created_at, 'UTC')`, 'e.user_id', `coalesce(e.model, '')`] },
+  { table: 'usage_hourly', keys: ['user_id', 'bucket', 'model'],
+    values: ['e.user_id', `date_trunc('hour', e.created_at, 'UTC')`, `coalesce(e.model, '')`] },
   { table: 'usage_user_daily', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('day', e.created_at, 'UTC')`] },
   { table: 'usage_user_monthly', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('month', e.created_at, 'UTC')`] },
   { table: 'usage_user_totals', keys: ['user_id'], values: ['e.user_id'] },

@@ -286,8 +286,8 @@ export async function usageSummary(db: Queryable, q: UsageQuery): Promise<UsageR
   if (since !== null && until !== null && since >= until) return [];
   if (q.groupBy === 'user' && q.model == null && q.userId == null) {
     if (since === null && until === null) return userTotals(db, null, q.limit);
-    const top = await topUsersByThreshold(db, since, until, q.limit);
-    if (top !== null) return top;
+    const period = await singlePeriod(db, since, until);
+    if (period !== null) return periodTop(db, period, q.limit);
   }
   return serialPlans(db, async (client) => {
     if (q.groupBy !== 'user') return aggregate(client, q);
@@ -331,7 +331,7 @@ async function rankUsers(db: Queryable, q: UsageQuery): Promise<string[]> {
   const params = new Params();
   const union = piecesSql(q, decompose(q.since ?? null, q.until ?? null, levelsFor(q), LEDGER), params, null, true);
   const result = await db.query<{ k: string }>(
-    `select k from (${union}) usage group by k order by sum(charged_nano) desc, k limit ${params.add(q.limit, 'integer')}`,
+    `select k from (${union}) usage group by k order by usage_sum(charged_nano) desc, k limit ${params.add(q.limit, 'integer')}`,
     params.values,
   );
   return result.rows.map((row) => row.k);
@@ -342,108 +342,53 @@ async function aggregate(db: Queryable, q: UsageQuery, userIn: string[] | null =
   const params = new Params();
   const union = piecesSql(q, decompose(q.since ?? null, q.until ?? null, levelsFor(q), LEDGER), params, userIn);
   const result = await db.query<RawUsage>(
-    `select ${KEY_TEXT[q.groupBy]} as key, sum(requests)::text as requests, sum(prompt_tokens)::text as prompt_tokens,
-            sum(completion_tokens)::text as completion_tokens, sum(upstream_cost_nano)::text as upstream_cost_nano,
-            sum(charged_nano)::text as charged_nano
+    `select ${KEY_TEXT[q.groupBy]} as key, usage_sum(requests)::text as requests, usage_sum(prompt_tokens)::text as prompt_tokens,
+            usage_sum(completion_tokens)::text as completion_tokens, usage_sum(upstream_cost_nano)::text as upstream_cost_nano,
+            usage_sum(charged_nano)::text as charged_nano
        from (${union}) usage
       group by k
-      order by sum(charged_nano) desc, k
+      order by usage_sum(charged_nano) desc, k
       limit ${params.add(q.limit, 'integer')}`,
     params.values,
   );
   return result.rows.map(toUsageRow);
 }
 
-/** Candidates per period start at this many (and at least 4 × limit), ×4 per round. */
-const TOP_CANDIDATES_MIN = 100;
-const TOP_CANDIDATES_MAX = 25_000;
-/** Beyond this many periods the bound (a sum over periods) is too loose to pay: aggregate instead. */
-const TOP_PERIODS_MAX = 3;
+type Period = { table: 'usage_user_monthly' | 'usage_user_daily'; bucket: Date };
 
 /**
- * Exact top users over a range made of whole UTC days and months (or open-ended) without
- * summing every user — Fagin's threshold algorithm. The range is cut into periods, whole months
- * (usage_user_monthly) and whole days (usage_user_daily), each readable in order of charge
- * (index (bucket, charged_nano desc)). Each period's top m users are the candidates; their
- * exact totals are summed. A user who is not a candidate spent at most the m-th charge of every
- * period, so at most T = the sum of those; once the limit-th candidate's total is above T,
- * nobody else can enter (or tie into) the top. Otherwise m grows ×4, up to
- * TOP_CANDIDATES_MAX. Needs charges ≥ 0 (they are). Null when this path does not apply: the
- * range cuts a day, spans too many periods, or the bound never separates.
+ * The one whole UTC month or day that [since, until) is, if it is one — or that it runs to
+ * the end of from its start when until is open and nothing was used after that period (so
+ * "this month" and "today" qualify). Null otherwise.
  */
-async function topUsersByThreshold(db: Queryable, since: Date | null, until: Date | null, limit: number): Promise<UsageRow[] | null> {
-  const periods = await wholePeriods(db, since, until);
-  if (periods === null || periods.length > TOP_PERIODS_MAX) return null;
-  for (let m = Math.max(TOP_CANDIDATES_MIN, 4 * limit); m <= TOP_CANDIDATES_MAX; m *= 4) {
-    const heads = await periodHeads(db, periods, m);
-    const candidates = [...new Set(heads.flatMap((head) => head.users))];
-    const exact = candidates.length === 0 ? [] : await aggregate(db, { groupBy: 'user', since, until, limit: candidates.length }, candidates);
-    if (heads.every((head) => head.exhausted)) return exact.slice(0, limit);
-    const threshold = heads.reduce((sum, head) => sum + head.bound, 0n);
-    const last = exact[limit - 1];
-    if (last !== undefined && last.chargedNano > threshold) return exact.slice(0, limit);
+async function singlePeriod(db: Queryable, since: Date | null, until: Date | null): Promise<Period | null> {
+  if (since === null) return null;
+  for (const level of ['month', 'day'] as const) {
+    if (floorTo(level, since).getTime() !== since.getTime()) continue;
+    const end = ceilTo(level, new Date(since.getTime() + 1));
+    const table = level === 'month' ? 'usage_user_monthly' : 'usage_user_daily';
+    if (until !== null && until.getTime() === end.getTime()) return { table, bucket: since };
+    if (until === null) {
+      const last = await db.query<{ last: Date | null }>('select max(bucket) as last from usage_user_daily');
+      const lastDay = last.rows[0]!.last;
+      if (lastDay === null || lastDay < end) return { table, bucket: since };
+    }
   }
   return null;
 }
 
-interface Period { table: 'usage_user_monthly' | 'usage_user_daily'; bucket: Date }
-
-/**
- * [since, until) as whole UTC months and days, or null when it cuts a day (then the periods
- * would only bound the range, and on real data that bound is too loose to be worth a round).
- * An open end runs to the last day with usage, so "this month" is one monthly period.
- */
-async function wholePeriods(db: Queryable, since: Date | null, until: Date | null): Promise<Period[] | null> {
-  if ((since !== null && floorTo('day', since).getTime() !== since.getTime())
-    || (until !== null && floorTo('day', until).getTime() !== until.getTime())) return null;
-  let from = since;
-  let to = until;
-  let lastDay: Date | null = null;
-  if (from === null || to === null) {
-    const edges = await db.query<{ first: Date | null; last: Date | null }>(
-      'select (select min(bucket) from usage_user_monthly) as first, (select max(bucket) from usage_user_daily) as last');
-    const { first, last } = edges.rows[0]!;
-    if (first === null || last === null) return [];
-    from ??= first;
-    lastDay = last;
-    // Past the last day there is nothing, so a month that holds it may stand for [.., ∞).
-    to ??= ceilTo('month', new Date(last.getTime() + DAY_MS));
-    if (from >= to) return [];
-  }
-  const pieces = decompose<Period['table'] | null>(from, to, [['month', 'usage_user_monthly'], ['day', 'usage_user_daily']], null);
-  const periods: Period[] = [];
-  for (const { source, from: start, to: end } of pieces) {
-    assert(source !== null && start !== null && end !== null, 'a day-aligned range needs no ledger piece');
-    const level = source === 'usage_user_monthly' ? 'month' : 'day';
-    for (let at = start; at < end && (until !== null || lastDay === null || at <= lastDay); at = ceilTo(level, new Date(at.getTime() + 1))) {
-      periods.push({ table: source, bucket: at });
-      if (periods.length > TOP_PERIODS_MAX) return periods;
-    }
-  }
-  return periods;
-}
-
-interface PeriodHead { users: string[]; exhausted: boolean; bound: bigint }
-
-/** Each period's m most charged users, and the charge of its m-th (0 when it has fewer). */
-async function periodHeads(db: Queryable, periods: Period[], m: number): Promise<PeriodHead[]> {
-  if (periods.length === 0) return [];
-  const params = new Params();
-  const count = params.add(m, 'integer');
-  const union = periods.map(({ table, bucket }, index) =>
-    `(select ${index} as period, user_id, charged_nano from ${table}
-       where bucket = ${params.add(bucket, 'timestamptz')} order by charged_nano desc limit ${count})`).join(' union all ');
-  const result = await db.query<{ period: number; user_id: string; charged_nano: string }>(
-    `select period, user_id, charged_nano::text from (${union}) heads`, params.values);
-  const heads = periods.map(() => ({ users: [] as string[], exhausted: true, bound: 0n, lowest: null as bigint | null }));
-  for (const row of result.rows) {
-    const head = heads[row.period]!;
-    const charged = parseNano(row.charged_nano);
-    head.users.push(row.user_id);
-    if (head.lowest === null || charged < head.lowest) head.lowest = charged;
-  }
-  // The m-th charge bounds the rest of a period; a period with fewer than m users has no rest.
-  return heads.map(({ users, lowest }) => ({ users, exhausted: users.length < m, bound: users.length < m ? 0n : lowest ?? 0n }));
+/** A period's top users straight off the (bucket, charged_nano desc, user_id) index: no aggregation. */
+async function periodTop(db: Queryable, period: Period, limit: number): Promise<UsageRow[]> {
+  const result = await db.query<RawUsage>(
+    `select p.user_id as key, p.requests::text, p.prompt_tokens::text, p.completion_tokens::text,
+            p.upstream_cost_nano::text, p.charged_nano::text
+       from ${period.table} p
+      where p.bucket = $1::timestamptz
+      order by p.charged_nano desc, p.user_id
+      limit $2::integer`,
+    [period.bucket, limit],
+  );
+  return result.rows.map(toUsageRow);
 }
 
 /**
@@ -577,7 +522,8 @@ export async function listRequests(db: Queryable, q: RequestListQuery): Promise<
   assert(Number.isSafeInteger(q.limit) && q.limit > 0, 'limit must be a positive integer');
   const params = new Params();
   const where: string[] = [];
-  if (q.state === 'unsettled') where.push(`state in ('in_flight', 'awaiting_cost', 'unresolved')`);
+  // Constants, not parameters: the planner then proves the partial index requests_state applies.
+  if (q.state === 'unsettled') where.push(`state in (${UNSETTLED_STATES.map((state) => `'${state}'`).join(', ')})`);
   else if (q.state != null) where.push(`state = ${params.add(q.state, 'text')}`);
   if (q.userId != null) where.push(`user_id = ${params.add(q.userId, 'text')}`);
   if (q.cursor != null) {
