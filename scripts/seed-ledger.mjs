@@ -60,7 +60,7 @@ export async function openBenchDatabase(env = process.env) {
     // A bench cluster: generous memory for a ~10 GB database; no fsync wait per commit.
     settings: {
       shared_buffers: '2GB', effective_cache_size: '12GB', work_mem: '64MB', maintenance_work_mem: '1GB',
-      max_wal_size: '16GB', checkpoint_timeout: '30min', synchronous_commit: 'off', max_connections: '200',
+      max_wal_size: '4GB', checkpoint_timeout: '30min', synchronous_commit: 'off', max_connections: '200',
     },
   });
   return {
@@ -239,6 +239,7 @@ async function finish(client, o, log) {
     'usage_user_totals', 'usage_model_hourly', 'usage_model_daily']) {
     await client.query(`vacuum (analyze) ${table}`); // visibility map for index-only scans, and planner statistics
   }
+  await client.query('checkpoint'); // lets Postgres drop the load's WAL beyond max_wal_size
   const breaches = await client.query(
     `select count(*)::integer as n from users u
        left join (select user_id, sum(amount_nano) as total from ledger_entries group by user_id) l on l.user_id = u.id
