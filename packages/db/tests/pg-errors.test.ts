@@ -1,21 +1,8 @@
-import { createServer } from 'node:net';
 import pg from 'pg';
 import { isDatabaseUnavailable, sqlState, SqlState } from '@metergate/db';
-import { createTestDatabase, type TestDatabase } from '@metergate/testkit';
+import { createTestDatabase, freePort as closedPort, type TestDatabase } from '@metergate/testkit';
 import { settle, within } from './helpers.js';
 
-/** A port on 127.0.0.1 with nothing listening (bound, then closed). */
-async function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 QUnit.module('pg-errors (real errors from Postgres and the driver)', (hooks) => {
   let db: TestDatabase;

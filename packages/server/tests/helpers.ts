@@ -1,7 +1,6 @@
 // Shared helpers for the proxy's HTTP-level tests: requests, an SSE reader, the books check,
 // the OpenAI error-shape check. Every wait here is bounded.
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { usdTextToNano } from '@metergate/db';
 import { loadConfig, startRuntime } from '@metergate/server';
@@ -167,17 +166,7 @@ export async function assertOpenAiError(assert: Assert, response: Response, stat
 }
 
 /** A port nothing listens on (bound, then released). */
-export function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort as closedPort } from '@metergate/testkit';
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
