@@ -358,15 +358,6 @@ function isPool(db: Queryable): db is pg.Pool {
 
 /** The `limit` most charged users of the range (charge only), ties by id. */
 async function rankUsers(db: Queryable, q: UsageQuery): Promise<string[]> {
-  if (q.model == null && q.userId == null) {
-    const top = await thresholdTopUsers(db, q, Math.max(2 * q.limit, TA_DEPTH_MIN));
-    if (top !== null) return top;
-  }
-  return rankAllUsers(db, q);
-}
-
-/** rankUsers by summing every user active in the range: the fallback, cost ∝ active users. */
-async function rankAllUsers(db: Queryable, q: UsageQuery): Promise<string[]> {
   const params = new Params();
   const union = piecesSql(q, decompose(q.since ?? null, q.until ?? null, levelsFor(q), LEDGER), params, null, true);
   const result = await db.query<{ k: string }>(
@@ -374,112 +365,6 @@ async function rankAllUsers(db: Queryable, q: UsageQuery): Promise<string[]> {
     params.values,
   );
   return result.rows.map((row) => row.k);
-}
-
-const TA_DEPTH_MIN = 200;
-/** Past this many rows per bucket the threshold walk costs more than summing everyone. */
-const TA_DEPTH_MAX = 12_800;
-
-/**
- * Exact top users of a range without summing every active user (Fagin's threshold
- * algorithm). The range's whole months and days each have a (bucket, charged desc) index:
- * read the top `depth` users of every bucket, plus the users with the most usage in the
- * partial-day edges; anyone not read has at most Σ(each bucket's depth-th charge) + the
- * largest edge charge not read. Sum the read users exactly; when the limit-th of them is
- * strictly above that bound, no unread user can enter the top. Otherwise read 4× deeper, and
- * past TA_DEPTH_MAX give up (null: the caller sums everyone). Measured at 10M rows / 100k
- * users: a 30-day range not aligned to midnight went from ~330 ms to the figures in the README.
- */
-export async function thresholdTopUsers(db: Queryable, q: UsageQuery, depthStart: number): Promise<string[] | null> {
-  if (q.since == null) return null;
-  // An open end means "up to now": nothing can be recorded after the next hour has begun.
-  const until = q.until ?? new Date(floorTo('hour', new Date()).getTime() + 2 * HOUR_MS);
-  const range = { ...q, until };
-  const pieces = decompose(q.since, until, levelsFor(range), LEDGER);
-  const buckets = pieces.flatMap(bucketsOf);
-  const edges = await edgeCharges(db, range, pieces.filter((piece) => piece.source !== USER_MONTHLY && piece.source !== USER_DAILY));
-  for (let depth = depthStart; depth <= TA_DEPTH_MAX; depth *= 4) {
-    const tops = await bucketTops(db, buckets, depth);
-    const candidates = [...new Set([...tops.users, ...edges.slice(0, depth).map((edge) => edge.userId)])];
-    const bound = tops.depthCharges + (edges[depth]?.chargedNano ?? 0n);
-    const ranked = await exactCharges(db, range, pieces, candidates, q.limit);
-    const kth = ranked[q.limit - 1];
-    const everyoneRead = tops.exhausted && edges.length <= depth;
-    if (everyoneRead || (kth !== undefined && kth.chargedNano > bound)) return ranked.map((row) => row.userId);
-  }
-  return null;
-}
-
-type BucketRef = { table: 'usage_user_monthly' | 'usage_user_daily'; bucket: Date };
-
-/** The whole months or days a rollup piece covers (none for hourly and ledger pieces). */
-function bucketsOf(piece: Piece<Source>): BucketRef[] {
-  if (piece.source !== USER_MONTHLY && piece.source !== USER_DAILY) return [];
-  assert(piece.from !== null && piece.to !== null, 'a bounded range decomposes into bounded pieces');
-  const level = piece.source === USER_MONTHLY ? 'month' : 'day';
-  const table = piece.source === USER_MONTHLY ? 'usage_user_monthly' : 'usage_user_daily';
-  const out: BucketRef[] = [];
-  for (let at = piece.from; at < piece.to; at = ceilTo(level, new Date(at.getTime() + 1))) out.push({ table, bucket: at });
-  return out;
-}
-
-/** Per user, the charge in the partial-period edges of the range, largest first. */
-async function edgeCharges(db: Queryable, q: UsageQuery, pieces: Array<Piece<Source>>): Promise<Array<{ userId: string; chargedNano: bigint }>> {
-  if (pieces.length === 0) return [];
-  const params = new Params();
-  const union = piecesSql({ ...q, groupBy: 'user' }, pieces, params, null, true);
-  const result = await db.query<{ k: string; charged: string }>(
-    `select k, usage_sum(charged_nano)::text as charged from (${union}) usage group by k order by usage_sum(charged_nano) desc, k`,
-    params.values,
-  );
-  return result.rows.map((row) => ({ userId: row.k, chargedNano: parseNano(row.charged) }));
-}
-
-/** The top `depth` users of each bucket, and Σ over buckets of the depth-th charge (the bound). */
-async function bucketTops(db: Queryable, buckets: BucketRef[], depth: number): Promise<{ users: string[]; depthCharges: bigint; exhausted: boolean }> {
-  const users = new Set<string>();
-  let depthCharges = 0n;
-  let exhausted = true;
-  for (const table of ['usage_user_monthly', 'usage_user_daily'] as const) {
-    const mine = buckets.filter((b) => b.table === table).map((b) => b.bucket);
-    if (mine.length === 0) continue;
-    const result = await db.query<{ bucket: Date; user_id: string; charged: string }>(
-      `select b.bucket, t.user_id, t.charged_nano::text as charged
-         from unnest($1::timestamptz[]) as b(bucket)
-         cross join lateral (
-           select user_id, charged_nano from ${table}
-            where bucket = b.bucket order by charged_nano desc, user_id limit $2::integer) t`,
-      [mine, depth],
-    );
-    // Rows of a bucket come sorted by charge, so its smallest is its depth-th when it has depth.
-    const perBucket = new Map<number, { rows: number; smallest: bigint }>();
-    for (const row of result.rows) {
-      users.add(row.user_id);
-      const charged = parseNano(row.charged);
-      const seen = perBucket.get(row.bucket.getTime());
-      perBucket.set(row.bucket.getTime(), { rows: (seen?.rows ?? 0) + 1, smallest: seen === undefined || charged < seen.smallest ? charged : seen.smallest });
-    }
-    for (const { rows, smallest } of perBucket.values()) {
-      // A bucket with fewer rows than depth was read whole: unread users have 0 there.
-      if (rows < depth) continue;
-      depthCharges += smallest;
-      exhausted = false;
-    }
-  }
-  return { users: [...users], depthCharges, exhausted };
-}
-
-/** Exact charges over the whole range for the given users, most charged first (ties by id, in SQL's collation). */
-async function exactCharges(db: Queryable, q: UsageQuery, pieces: Array<Piece<Source>>, users: string[], limit: number): Promise<Array<{ userId: string; chargedNano: bigint }>> {
-  if (users.length === 0) return [];
-  const params = new Params();
-  const union = piecesSql({ ...q, groupBy: 'user' }, pieces, params, users, true);
-  const result = await db.query<{ k: string; charged: string }>(
-    `select k, usage_sum(charged_nano)::text as charged from (${union}) usage
-      group by k order by usage_sum(charged_nano) desc, k limit ${params.add(limit, 'integer')}`,
-    params.values,
-  );
-  return result.rows.map((row) => ({ userId: row.k, chargedNano: parseNano(row.charged) }));
 }
 
 /** Sums every rollup piece of the range and keeps the `limit` most charged groups. */
