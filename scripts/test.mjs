@@ -3,6 +3,7 @@
 // a migrated template database that each test module clones (CREATE DATABASE ... TEMPLATE),
 // then QUnit over every package's compiled tests. The last line is QUnit's summary.
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { loadMigrations, migrate } from '@metergate/db';
@@ -30,9 +31,26 @@ async function prepareTemplate(adminUrl) {
   }
 }
 
+/**
+ * The compiled file of every test source (packages/X/tests/**\/*.test.ts → packages/X/dist/
+ * tests/**\/*.test.js), rather than a glob over dist: tsc -b never deletes the output of a
+ * removed source, and a stale test must not run.
+ */
+function compiledTests() {
+  const out = [];
+  for (const pkg of readdirSync(path.join(root, 'packages'))) {
+    const testsDir = path.join(root, 'packages', pkg, 'tests');
+    if (!existsSync(testsDir)) continue;
+    for (const file of readdirSync(testsDir, { recursive: true })) {
+      if (String(file).endsWith('.test.ts')) out.push(path.join('packages', pkg, 'dist', 'tests', String(file).replace(/\.ts$/, '.js')));
+    }
+  }
+  return out.sort();
+}
+
 function runQunit(env) {
   const files = process.argv.slice(2);
-  const globs = files.length > 0 ? files : ['packages/*/dist/tests/**/*.test.js'];
+  const globs = files.length > 0 ? files : compiledTests();
   const qunit = path.join(root, 'node_modules', 'qunit', 'bin', 'qunit.js');
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [qunit, '--require', './scripts/qunit-setup.cjs', ...globs], { cwd: root, env, stdio: 'inherit' });

@@ -26,6 +26,8 @@ export interface CostBarrierOptions {
   onHolderLost?: (error: unknown, userId: string) => void;
 }
 
+const RETRY_AFTER_MS_MAX = 30_000;
+
 export type BarrierBusyReason = 'queue_full' | 'queue_timeout' | 'pool_timeout' | 'lock_timeout';
 
 export class BarrierBusyError extends Error {
@@ -65,7 +67,7 @@ export class CostBarrier {
   async withUserCostLock<T>(userId: string, fn: (ctx: LockedContext) => Promise<T>): Promise<T> {
     const chain = this.#chains.get(userId) ?? { tail: Promise.resolve(), members: 0 };
     if (chain.members > this.options.queueDepthMax) {
-      throw new BarrierBusyError('queue_full', this.retryAfterS());
+      throw new BarrierBusyError('queue_full', this.retryAfterS('queue_full'));
     }
     const previous = chain.tail;
     let done!: () => void;
@@ -91,7 +93,7 @@ export class CostBarrier {
       await Promise.race([
         previous,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new BarrierBusyError('queue_timeout', this.retryAfterS())), this.options.queueWaitMs);
+          timer = setTimeout(() => reject(new BarrierBusyError('queue_timeout', this.retryAfterS('queue_timeout'))), this.options.queueWaitMs);
         }),
       ]);
     } finally {
@@ -134,7 +136,7 @@ export class CostBarrier {
     try {
       return await acquireClient(this.options.pool, 'lock', this.options.acquireTimeoutMs);
     } catch (error) {
-      if (error instanceof PoolTimeoutError) throw new BarrierBusyError('pool_timeout', this.retryAfterS());
+      if (error instanceof PoolTimeoutError) throw new BarrierBusyError('pool_timeout', this.retryAfterS('pool_timeout'));
       throw error;
     }
   }
@@ -158,7 +160,7 @@ export class CostBarrier {
       // first when they are equal): either way the lock was not had in time, so "busy".
       const state = sqlState(error);
       if (state === SqlState.lockNotAvailable || state === SqlState.queryCanceled) {
-        throw new BarrierBusyError('lock_timeout', this.retryAfterS());
+        throw new BarrierBusyError('lock_timeout', this.retryAfterS('lock_timeout'));
       }
       throw error;
     }
@@ -175,8 +177,14 @@ export class CostBarrier {
     }
   }
 
-  private retryAfterS(): number {
-    return Math.max(1, Math.ceil(this.options.lockTimeoutMs / 1000));
+  /**
+   * A full lock pool frees a client as soon as any user's call ends, so retry about one
+   * acquire wait later; a busy user frees its lock only when its own call ends, which the
+   * lock wait bounds (capped: a client should not be told to wait minutes).
+   */
+  private retryAfterS(reason: BarrierBusyReason): number {
+    const waitMs = reason === 'pool_timeout' ? this.options.acquireTimeoutMs : Math.min(this.options.lockTimeoutMs, RETRY_AFTER_MS_MAX);
+    return Math.max(1, Math.ceil(waitMs / 1000));
   }
 }
 
