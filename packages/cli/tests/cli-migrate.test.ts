@@ -3,26 +3,16 @@
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { testEnv, withDatabase } from '@metergate/testkit';
+import { adminSql, testEnv, withDatabase } from '@metergate/testkit';
 import { like, runCli } from './run-cli.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../../../migrations', import.meta.url));
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: testEnv().adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 QUnit.module('cli: migrate', () => {
   QUnit.test('applies every migration once to an empty database, then reports it up to date', async (assert) => {
     const name = `mgcli_${randomBytes(6).toString('hex')}`;
-    await admin(`create database ${name}`);
+    await adminSql(`create database ${name}`);
     const env = { DATABASE_URL: withDatabase(testEnv().adminUrl, name) };
     try {
       const files = (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.sql')).sort();
@@ -38,19 +28,19 @@ QUnit.module('cli: migrate', () => {
       const verify = await runCli(['verify'], env);
       assert.strictEqual(verify.code, 0, `a freshly migrated database has sound books: ${verify.stdout}${verify.stderr}`);
     } finally {
-      await admin(`drop database if exists ${name} with (force)`);
+      await adminSql(`drop database if exists ${name} with (force)`);
     }
   });
 
   QUnit.test('commands on an unmigrated database exit 1 and say to run migrate', async (assert) => {
     const name = `mgcli_${randomBytes(6).toString('hex')}`;
-    await admin(`create database ${name}`);
+    await adminSql(`create database ${name}`);
     try {
       const result = await runCli(['users', 'show', 'alice'], { DATABASE_URL: withDatabase(testEnv().adminUrl, name) });
       assert.strictEqual(result.code, 1);
       like(assert, result.stderr, /not migrated.*metergate migrate/);
     } finally {
-      await admin(`drop database if exists ${name} with (force)`);
+      await adminSql(`drop database if exists ${name} with (force)`);
     }
   });
 });

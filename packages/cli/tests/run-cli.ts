@@ -52,24 +52,10 @@ function definedOnly(env: Record<string, string | undefined>): Record<string, st
   return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
 }
 
-/** A minimal RFC 4180 reader for the export test (quoted fields, doubled quotes, CRLF). */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i += 1) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') { field += '"'; i += 1; } else if (c === '"') quoted = false; else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') { row.push(field); field = ''; } else if (c === '\n') { row.push(field); rows.push(row); row = []; field = ''; } else if (c !== '\r') field += c;
-  }
-  if (field !== '' || row.length > 0) { row.push(field); rows.push(row); }
-  return rows;
-}
 
 /** assert.match is QUnit 3 only; its typings are 2.x. Shows the text when it fails. */
 export function like(assert: Assert, text: string, pattern: RegExp, message?: string): void {
   assert.ok(pattern.test(text), `${message ?? 'matches'} ${pattern}: ${JSON.stringify(text.slice(0, 2000))}`);
 }
+
+export { parseCsv } from '@metergate/testkit';

@@ -5,28 +5,19 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadMigrations, migrate, MigrationError, pendingMigrations, type Migration } from '@metergate/db';
-import { testEnv, withDatabase } from '@metergate/testkit';
+import { adminSql, testEnv, withDatabase } from '@metergate/testkit';
 import { settle, within } from './helpers.js';
 
 // dist/tests/migrate.test.js → the repository root.
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const MIGRATIONS_DIR = path.join(ROOT, 'migrations');
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: testEnv().adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 /** A brand-new EMPTY database (not the migrated template). */
 async function emptyDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `mgtest_empty_${randomBytes(5).toString('hex')}`;
-  await admin(`create database ${name} template template0`);
-  return { url: withDatabase(testEnv().adminUrl, name), drop: () => admin(`drop database if exists ${name} with (force)`) };
+  await adminSql(`create database ${name} template template0`);
+  return { url: withDatabase(testEnv().adminUrl, name), drop: () => adminSql(`drop database if exists ${name} with (force)`) };
 }
 
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {

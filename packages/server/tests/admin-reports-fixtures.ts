@@ -34,24 +34,6 @@ export async function allPages<T>(stack: TestStack, path: string): Promise<T[]> 
   throw new Error(`more than 1000 pages at ${path}`);
 }
 
-/** RFC 4180: fields split on commas, quoted fields may hold commas, CR/LF and doubled quotes. */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i += 1) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') { field += '"'; i += 1; } else if (ch === '"') quoted = false; else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') { row.push(field); field = ''; } else if (ch === '\r' && text[i + 1] === '\n') {
-      row.push(field); rows.push(row); row = []; field = ''; i += 1;
-    } else field += ch;
-  }
-  if (field !== '' || row.length > 0) throw new Error('the CSV does not end with CRLF');
-  return rows;
-}
 
 /** A JSON value as the CSV writes it: null is empty, numbers in decimal. */
 export function asCsvText(value: unknown): string {
@@ -78,3 +60,5 @@ export async function seedSmallLedger(db: Queryable, userIds: string[]): Promise
     if (i % 9 === 0) await ledger.appendCredit(db, { userId, kind: 'adjustment', amountNano: -BigInt(i + 1), note: notes[i % notes.length]! });
   }
 }
+
+export { parseCsv } from '@metergate/testkit';

@@ -33,6 +33,11 @@ export function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
+/** One statement on the test cluster's admin database (CREATE/DROP DATABASE and the like). */
+export async function adminSql(sql: string): Promise<void> {
+  await adminQuery(testEnv().adminUrl, sql);
+}
+
 async function adminQuery(adminUrl: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();

@@ -7,3 +7,4 @@ export * from './cluster.js';
 export * from './embedded-cluster.js';
 export * from './nginx.js';
 export * from './tcp-proxy.js';
+export * from './csv.js';
