@@ -235,7 +235,7 @@ async function recreateIndexes(client, log) {
 async function finish(client, o, log) {
   await recreateIndexes(client, log);
   await client.query(`select setval(pg_get_serial_sequence('ledger_entries', 'id'), $1::bigint)`, [o.rows]);
-  for (const table of ['users', 'ledger_entries', 'requests', 'usage_hourly', 'usage_user_daily', 'usage_user_monthly',
+  for (const table of ['users', 'ledger_entries', 'requests', 'usage_hourly', 'usage_user_daily', 'usage_user_weekly', 'usage_user_monthly',
     'usage_user_totals', 'usage_model_hourly', 'usage_model_daily']) {
     await client.query(`vacuum (analyze) ${table}`); // visibility map for index-only scans, and planner statistics
   }

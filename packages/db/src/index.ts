@@ -22,5 +22,7 @@ export type { IdempotencyRow, NewIdempotencyKey, StoredResponse } from './sql/id
 export type { VerifyOptions, VerifyReport } from './sql/verify.js';
 export * as reports from './sql/reports.js';
 export * as pricing from './sql/pricing.js';
+export * as topUsers from './sql/top-users.js';
+export * as periods from './sql/periods.js';
 export type { LedgerFilters, UsageGroup, UsageRow, UsageQuery, UserListRow, UserListQuery, RequestListQuery } from './sql/reports.js';
 export type { KeyOwner } from './sql/keys.js';

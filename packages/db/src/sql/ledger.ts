@@ -87,11 +87,12 @@ export interface UsageSettlement {
 /** One rollup: its table, its key columns, and the key values computed from the new entry `e`. */
 interface Rollup { table: string; keys: string[]; values: string[] }
 
-/** The same tables and keys as usage_rollups_add() in migrations/0003_reporting.sql. */
+/** The same tables and keys as usage_rollups_add() (migrations/0003_reporting.sql, 0004_user_weekly.sql). */
 const ROLLUPS: Rollup[] = [
   { table: 'usage_hourly', keys: ['user_id', 'bucket', 'model'],
     values: ['e.user_id', `date_trunc('hour', e.created_at, 'UTC')`, `coalesce(e.model, '')`] },
   { table: 'usage_user_daily', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('day', e.created_at, 'UTC')`] },
+  { table: 'usage_user_weekly', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('week', e.created_at, 'UTC')`] },
   { table: 'usage_user_monthly', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('month', e.created_at, 'UTC')`] },
   { table: 'usage_user_totals', keys: ['user_id'], values: ['e.user_id'] },
   { table: 'usage_model_hourly', keys: ['bucket', 'model', 'shard'],

@@ -43,6 +43,10 @@ import { LEDGER_COLUMNS, toLedgerEntry, type LedgerEntry, type LedgerKind, type 
 import type { Queryable } from './queryable.js';
 import type { RequestRow, RequestState } from './requests.js';
 import type { UserRow } from './users.js';
+import { ceilTo, floorTo, type Period as RollupPeriod } from './periods.js';
+import { boundedTopUsers, type RankedUser } from './top-users.js';
+
+export { ceilTo, floorTo } from './periods.js';
 
 /** A cursor or argument a caller passed that this module cannot use (the API answers 400). */
 export class ReportQueryError extends Error {
@@ -179,7 +183,7 @@ export interface UsageQuery {
   limit: number;
 }
 
-type Level = 'month' | 'day' | 'hour';
+type Level = Exclude<RollupPeriod, 'week'>;
 
 /** Where usage can be read from: a rollup (by its bucket) or the ledger itself (by created_at). */
 interface Source {
@@ -224,22 +228,6 @@ function levelsFor(q: UsageQuery): Array<[Level, Source]> {
   if (q.groupBy === 'user') return q.model != null ? [['hour', USAGE_HOURLY]] : [['month', USER_MONTHLY], ['day', USER_DAILY], ['hour', USAGE_HOURLY]];
   if (q.groupBy === 'hour') return [['hour', MODEL_HOURLY]];
   return [['day', MODEL_DAILY], ['hour', MODEL_HOURLY]];
-}
-
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
-
-export function floorTo(level: Level, at: Date): Date {
-  if (level === 'month') return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1));
-  const unit = level === 'day' ? DAY_MS : HOUR_MS;
-  return new Date(Math.floor(at.getTime() / unit) * unit);
-}
-
-export function ceilTo(level: Level, at: Date): Date {
-  const floor = floorTo(level, at);
-  if (floor.getTime() === at.getTime()) return floor;
-  if (level === 'month') return new Date(Date.UTC(floor.getUTCFullYear(), floor.getUTCMonth() + 1, 1));
-  return new Date(floor.getTime() + (level === 'day' ? DAY_MS : HOUR_MS));
 }
 
 /** [from, to) with null = unbounded on that side. */
@@ -321,8 +309,13 @@ export async function usageSummary(db: Queryable, q: UsageQuery): Promise<UsageR
   }
   return serialPlans(db, async (client) => {
     if (q.groupBy !== 'user') return aggregate(client, q);
-    // Rank on the charge alone (one sum per user), then sum every measure for the winners only.
-    const winners = await rankUsers(client, q);
+    // Rank on the charge alone, then sum every measure for the winners only. Top users of all
+    // models: bounded by the covering periods' lists first (top-users.ts), everyone if that
+    // does not settle it.
+    const bounded = q.model == null && q.userId == null
+      ? await boundedTopUsers(client, since, until, q.limit, (users, limit) => rankUsers(client, { ...q, limit }, users))
+      : null;
+    const winners = (bounded ?? await rankUsers(client, q)).map((user) => user.key);
     return winners.length === 0 ? [] : aggregate(client, { ...q, limit: winners.length }, winners);
   });
 }
@@ -331,14 +324,16 @@ export async function usageSummary(db: Queryable, q: UsageQuery): Promise<UsageR
  * Runs the summary's statements with parallel query off. Measured at 10M rows on 2 cores:
  * Postgres cannot estimate the number of groups of a UNION ALL (it assumes 200), so it plans
  * a parallel sort-and-merge aggregation that is ~2x slower than one backend hashing. Needs a
- * connection of its own: given a pool it takes one; given a client it runs as it is.
+ * connection of its own: given a pool it takes one and reads in one repeatable-read snapshot;
+ * given a client it runs as it is (the caller owns the transaction).
  */
 async function serialPlans<T>(db: Queryable, run: (client: Queryable) => Promise<T>): Promise<T> {
   if (!isPool(db)) return run(db);
   const client = await db.connect();
   let broken: Error | undefined;
   try {
-    await client.query('begin read only');
+    // One snapshot for every statement: the bounded top users reads lists, then sums (top-users.ts).
+    await client.query('begin isolation level repeatable read read only');
     await client.query(`set local max_parallel_workers_per_gather = 0`);
     const result = await run(client);
     await client.query('commit');
@@ -356,15 +351,16 @@ function isPool(db: Queryable): db is pg.Pool {
   return 'totalCount' in db && 'idleCount' in db && typeof (db as pg.Pool).connect === 'function';
 }
 
-/** The `limit` most charged users of the range (charge only), ties by id. */
-async function rankUsers(db: Queryable, q: UsageQuery): Promise<string[]> {
+/** The `limit` most charged users of the range (charge only), ties by id; only `userIn` if given. */
+async function rankUsers(db: Queryable, q: UsageQuery, userIn: string[] | null = null): Promise<RankedUser[]> {
   const params = new Params();
-  const union = piecesSql(q, decompose(q.since ?? null, q.until ?? null, levelsFor(q), LEDGER), params, null, true);
-  const result = await db.query<{ k: string }>(
-    `select k from (${union}) usage group by k order by usage_sum(charged_nano) desc, k limit ${params.add(q.limit, 'integer')}`,
+  const union = piecesSql(q, decompose(q.since ?? null, q.until ?? null, levelsFor(q), LEDGER), params, userIn, true);
+  const result = await db.query<{ k: string; charged_nano: string }>(
+    `select k, usage_sum(charged_nano)::text as charged_nano from (${union}) usage
+      group by k order by usage_sum(charged_nano) desc, k limit ${params.add(q.limit, 'integer')}`,
     params.values,
   );
-  return result.rows.map((row) => row.k);
+  return result.rows.map((row) => ({ key: row.k, chargedNano: parseNano(row.charged_nano) }));
 }
 
 /** Sums every rollup piece of the range and keeps the `limit` most charged groups. */
@@ -586,6 +582,7 @@ export async function listRequests(db: Queryable, q: RequestListQuery): Promise<
 const ROLLUP_KEYS: Record<string, Record<string, string>> = {
   usage_hourly: { bucket: `date_trunc('hour', created_at, 'UTC')`, user_id: 'user_id', model: `coalesce(model, '')` },
   usage_user_daily: { bucket: `date_trunc('day', created_at, 'UTC')`, user_id: 'user_id' },
+  usage_user_weekly: { bucket: `date_trunc('week', created_at, 'UTC')`, user_id: 'user_id' },
   usage_user_monthly: { bucket: `date_trunc('month', created_at, 'UTC')`, user_id: 'user_id' },
   usage_user_totals: { user_id: 'user_id' },
   usage_model_hourly: { bucket: `date_trunc('hour', created_at, 'UTC')`, model: `coalesce(model, '')`, shard: '(hashtext(user_id) & 7)::smallint' },

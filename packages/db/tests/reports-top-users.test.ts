@@ -1,0 +1,148 @@
+import { periods, reports, topUsers } from '@metergate/db';
+import { createTestDatabase, type TestDatabase } from '@metergate/testkit';
+import { ensureUser, insertTimed, ledgerUsage, prng, type TimedEntry } from './reports-fixtures.js';
+
+const DAY_MS = 86_400_000;
+/** A Monday (ISO weeks start there). */
+const MONDAY = Date.UTC(2025, 8, 1);
+
+/** The exact order usageSummary promises: most charged first, ties by user id. */
+function ranked(expected: Map<string, { charged: bigint }>): topUsers.RankedUser[] {
+  return [...expected].map(([key, e]) => ({ key, chargedNano: e.charged }))
+    .sort((a, b) => (a.chargedNano === b.chargedNano ? (a.key < b.key ? -1 : 1) : a.chargedNano > b.chargedNano ? -1 : 1));
+}
+
+QUnit.module('reports: top users bounded by the covering periods (real Postgres)', (hooks) => {
+  let db: TestDatabase;
+  const random = prng(47);
+  const start = MONDAY - 40 * DAY_MS;
+  const end = MONDAY + 75 * DAY_MS;
+  hooks.before(async () => {
+    db = await createTestDatabase();
+    // 400 users over 115 days, skewed like the benchmark seed (user index ~ N·r²: a few heavy
+    // users, a long tail), charges from one nano to a few thousand, some zero, many equal.
+    const entries: TimedEntry[] = [];
+    for (let u = 1; u <= 400; u += 1) await ensureUser(db.pool, `t${String(u).padStart(3, '0')}`);
+    for (let i = 0; i < 6000; i += 1) {
+      const r = random();
+      const user = `t${String(1 + Math.floor(400 * r * r)).padStart(3, '0')}`;
+      const charged = random() < 0.05 ? 0n : BigInt(1 + Math.floor(random() * random() * 4000));
+      entries.push({ userId: user, kind: 'usage', amountNano: -charged, upstreamCostNano: charged, model: 'm/t', at: new Date(start + Math.floor(random() * (end - start))) });
+    }
+    entries.sort((a, b) => a.at.getTime() - b.at.getTime());
+    await insertTimed(db.pool, entries);
+  });
+  hooks.after(async () => { await db.drop(); });
+
+  function range(): { since: Date | null; until: Date | null } {
+    const lengthMs = Math.floor(random() * random() * 100 * DAY_MS) + 1;
+    const since = start - 5 * DAY_MS + Math.floor(random() * (end - start));
+    const open = random();
+    return { since: open < 0.05 ? null : new Date(since), until: open > 0.95 ? null : new Date(since + lengthMs) };
+  }
+
+  QUnit.test('over random ranges and limits it returns the exact top or gives up (null), and it mostly decides', async (assert) => {
+    let decided = 0;
+    let wrong = 0;
+    const depth = { perListMin: 8, perListMax: 512 };
+    for (let i = 0; i < 150; i += 1) {
+      const { since, until } = range();
+      const limit = 1 + Math.floor(random() * 25);
+      const truth = ranked(await ledgerUsage(db.pool, 'user_id', { since, until }));
+      const exact = async (users: string[], n: number) => truth.filter((user) => users.includes(user.key)).slice(0, n);
+      const top = await topUsers.boundedTopUsers(db.pool, since, until, limit, exact, depth);
+      if (top === null) continue;
+      decided += 1;
+      if (JSON.stringify(top, bigints) !== JSON.stringify(truth.slice(0, limit), bigints)) {
+        wrong += 1;
+        if (wrong <= 3) assert.deepEqual(top, truth.slice(0, limit), `${since?.toISOString()}..${until?.toISOString()} limit ${limit}`);
+      }
+    }
+    assert.strictEqual(wrong, 0, 'every decided top equals the top of the full sums');
+    assert.true(decided >= 100, `${decided} of 150 ranges decided by the bound`);
+  });
+
+  QUnit.test('usageSummary by user over random ranges equals the full sums (bounded or not)', async (assert) => {
+    let mismatched = 0;
+    for (let i = 0; i < 60; i += 1) {
+      const { since, until } = range();
+      const limit = 1 + Math.floor(random() * 40);
+      const truth = ranked(await ledgerUsage(db.pool, 'user_id', { since, until })).slice(0, limit);
+      const top = await reports.usageSummary(db.pool, { groupBy: 'user', since, until, limit });
+      const got = top.map((row) => ({ key: row.key, chargedNano: row.chargedNano }));
+      if (JSON.stringify(got, bigints) !== JSON.stringify(truth, bigints)) {
+        mismatched += 1;
+        if (mismatched <= 3) assert.deepEqual(got, truth, `${since?.toISOString()}..${until?.toISOString()} limit ${limit}`);
+      }
+    }
+    assert.strictEqual(mismatched, 0, 'every summary is the exact top');
+  });
+});
+
+QUnit.module('reports: UTC periods agree with Postgres date_trunc', (hooks) => {
+  let db: TestDatabase;
+  hooks.before(async () => { db = await createTestDatabase(); });
+  hooks.after(async () => { await db.drop(); });
+
+  QUnit.test('floorTo and nextPeriod give the buckets the rollups are keyed by', async (assert) => {
+    const random = prng(5);
+    const instants = [0, -1, Date.UTC(1969, 11, 29), Date.UTC(2024, 1, 29, 23, 59, 59, 999), MONDAY, MONDAY - 1];
+    for (let i = 0; i < 300; i += 1) instants.push(Math.floor((random() - 0.3) * 4e12));
+    const kinds = ['hour', 'day', 'week', 'month'] as const;
+    const result = await db.pool.query<Record<string, Date[]>>(
+      `select array_agg(date_trunc('hour', t, 'UTC') order by o) as hour, array_agg(date_trunc('day', t, 'UTC') order by o) as day,
+              array_agg(date_trunc('week', t, 'UTC') order by o) as week, array_agg(date_trunc('month', t, 'UTC') order by o) as month
+         from unnest($1::timestamptz[]) with ordinality u (t, o)`, [instants.map((ms) => new Date(ms))]);
+    let wrong = 0;
+    for (const period of kinds) {
+      instants.forEach((ms, index) => {
+        const floor = periods.floorTo(period, new Date(ms));
+        const next = periods.nextPeriod(period, floor);
+        const expected = result.rows[0]![period]![index]!;
+        if (floor.getTime() !== expected.getTime() || !(floor.getTime() <= ms && ms < next.getTime())) wrong += 1;
+        if (periods.floorTo(period, next).getTime() !== next.getTime()) wrong += 1;
+      });
+    }
+    assert.strictEqual(wrong, 0, `${instants.length} instants × 4 periods`);
+  });
+});
+
+QUnit.module('reports: the bound must be strictly below the last winner', (hooks) => {
+  let db: TestDatabase;
+  hooks.before(async () => { db = await createTestDatabase(); });
+  hooks.after(async () => { await db.drop(); });
+
+  QUnit.test('an unread user equal to the last winner, with a smaller id, is found', async (assert) => {
+    // One week (the range touches 5 days of a week with usage up to Sunday: more than a day
+    // cover takes, so the week's list is read). Limit 1 reads 4 deep
+    // first. The week's list by charge, ties by id: w9 100, f1 90, f2 80, f3 60 | w5 60, w7 60.
+    // In the range (Tue..Sat) w9 and w7 both spent 60: the top is w7 (smaller id), unread in
+    // the first round, whose bound (f3's 60) equals the last winner's charge: not decided.
+    const monday = MONDAY;
+    const entries: TimedEntry[] = [];
+    const add = (userId: string, charged: bigint, dayOfWeek: number) =>
+      entries.push({ userId, kind: 'usage', amountNano: -charged, upstreamCostNano: charged, model: 'm/x', at: new Date(monday + dayOfWeek * DAY_MS + 3_600_000) });
+    for (const id of ['w9', 'w7', 'w5', 'f1', 'f2', 'f3']) await ensureUser(db.pool, id);
+    add('w9', 40n, 0); add('w9', 60n, 2);
+    add('w7', 60n, 3);
+    add('w5', 60n, 0);
+    add('f1', 50n, 0); add('f1', 40n, 6); add('f2', 80n, 0); add('f3', 60n, 0);
+    entries.sort((a, b) => a.at.getTime() - b.at.getTime());
+    await insertTimed(db.pool, entries);
+    const since = new Date(monday + DAY_MS + 6 * 3_600_000);
+    const until = new Date(monday + 5 * DAY_MS + 18 * 3_600_000);
+    const truth = ranked(await ledgerUsage(db.pool, 'user_id', { since, until }));
+    assert.deepEqual(truth.slice(0, 2).map((u) => u.key), ['w7', 'w9'], 'the fixture is what it says');
+    const calls: number[] = [];
+    const exact = async (users: string[], n: number) => { calls.push(users.length); return truth.filter((u) => users.includes(u.key)).slice(0, n); };
+    const top = await topUsers.boundedTopUsers(db.pool, since, until, 1, exact, { perListMin: 1, perListMax: 64 });
+    assert.deepEqual(top?.map((u) => u.key), ['w7']);
+    assert.deepEqual(calls, [4, 6], 'the first round could not decide (bound 60 = 60): it read deeper');
+    const summary = await reports.usageSummary(db.pool, { groupBy: 'user', since, until, limit: 1 });
+    assert.deepEqual(summary.map((row) => [row.key, row.chargedNano]), [['w7', 60n]]);
+  });
+});
+
+function bigints(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}
