@@ -1,8 +1,9 @@
+import { newApiKey } from '@metergate/server/api-keys';
+
 /**
  * Keys are minted by the proxy's own function (one format, one hash, one source of truth),
- * loaded only by the commands that create keys so every other command starts fast.
+ * through the server's `./api-keys` subpath: node:crypto only, not the HTTP stack.
  */
-export async function mintApiKey(): Promise<{ id: string; key: string; hash: Buffer }> {
-  const { newApiKey } = await import('@metergate/server');
+export function mintApiKey(): { id: string; key: string; hash: Buffer } {
   return newApiKey();
 }

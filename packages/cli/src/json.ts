@@ -3,10 +3,10 @@ import { pricing } from '@metergate/db';
 /**
  * Machine output uses the admin HTTP API's own JSON mappers (field names, USD decimal strings
  * with all nine digits, multipliers with all six), so `--json` and the API can never drift.
- * Imported from the server's module directly: it depends on @metergate/db only, so the CLI
- * does not load the HTTP stack to print JSON.
+ * Imported through the server's `./ledger-json` subpath export: that module depends on
+ * @metergate/db only, so the CLI does not load the HTTP stack to print JSON.
  */
-export { entryJson, requestJson, usageJson, userJson, userListJson } from '@metergate/server/dist/src/http/ledger-json.js';
+export { entryJson, requestJson, usageJson, userJson, userListJson } from '@metergate/server/ledger-json';
 
 /** As GET /admin/pricing answers. */
 export function defaultPricingJson(p: pricing.Pricing) {

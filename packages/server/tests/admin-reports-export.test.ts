@@ -61,6 +61,31 @@ QUnit.module('admin ledger CSV export: streamed with backpressure, stops when th
     assert.deepEqual(await eventually(() => exportSessions(stack), (r) => r.length === 0, 5_000), [], 'the export session is done');
   });
 
+  QUnit.test('a third concurrent export is a 429 with Retry-After in OpenAI shape; a freed slot admits the next', async (assert) => {
+    const controllers = [new AbortController(), new AbortController()];
+    try {
+      for (const controller of controllers) {
+        const response = await fetch(`${stack.url}/admin/ledger?format=csv`, { headers: { authorization: `Bearer ${stack.adminToken}` }, signal: controller.signal });
+        assert.strictEqual(response.status, 200);
+        await response.body!.getReader().read(); // started, then held by backpressure
+      }
+      const third = await adminGet(stack, '/admin/ledger?format=csv');
+      assert.strictEqual(third.status, 429);
+      assert.strictEqual(third.headers.get('retry-after'), '5');
+      const body = await third.json() as { error: { type: string; code: string; message: string } };
+      assert.strictEqual(body.error.code, 'too_many_exports');
+      assert.strictEqual(body.error.type, 'rate_limit_error');
+      assert.true(body.error.message.includes('2 CSV exports are already running'), body.error.message);
+      assert.strictEqual((await adminGet(stack, '/admin/ledger?limit=1')).status, 200, 'JSON pages are not limited');
+      controllers[0]!.abort();
+      const next = await eventually(() => adminGet(stack, '/admin/ledger?format=csv&user_id=nobody'), (response) => response.status === 200, 10_000);
+      assert.strictEqual(next.status, 200, 'the aborted export\'s slot is free again');
+      assert.deepEqual(parseCsv(await next.text()).length, 1, 'header only: nobody has entries');
+    } finally {
+      for (const controller of controllers) controller.abort();
+    }
+  });
+
   QUnit.test('a client that disconnects mid-export frees the database client and the export slot', async (assert) => {
     for (let i = 0; i < 4; i += 1) {
       const controller = new AbortController();

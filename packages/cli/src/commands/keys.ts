@@ -21,7 +21,7 @@ export function registerKeys(program: Command): void {
 }
 
 async function createKey(userId: string, opts: { json?: boolean }): Promise<void> {
-  const key = await mintApiKey();
+  const key = mintApiKey();
   const inserted = await withDatabase(({ pool }) => keys.insertKey(pool, { id: key.id, userId, hash: key.hash }));
   if (!inserted) throw notFound(`no user ${userId}`);
   const shown = { id: key.id, user_id: userId, api_key: key.key };

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import cliProgress from 'cli-progress';
 import { reports, type LedgerFilters } from '@metergate/db';
+import { LEDGER_CSV_COLUMNS, ledgerCsvRow } from '@metergate/server/ledger-csv';
 import { note, openSink } from '../output.js';
 
 /** Rows fetched per round trip by the server-side cursor: constant memory whatever the range. */
@@ -13,8 +14,6 @@ const BATCH_ROWS = 2_000;
  * when stderr is a terminal and the CSV is not printed on that same terminal.
  */
 export async function exportLedgerCsv(pool: pg.Pool, filters: LedgerFilters, options: { limit: number | null; output: string | null }): Promise<void> {
-  // The server's CSV module (loaded only for exports: it brings in the HTTP stack).
-  const { LEDGER_CSV_COLUMNS, ledgerCsvRow } = await import('@metergate/server/dist/src/routes/admin-reports.js');
   const progress = await startProgress(pool, filters, options);
   const sink = openSink(options.output);
   const client = await pool.connect();

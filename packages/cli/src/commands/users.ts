@@ -37,7 +37,7 @@ export function registerUsers(program: Command): void {
 
 async function createUser(id: string, opts: { grant?: bigint; note?: string; json?: boolean }): Promise<void> {
   if (opts.note !== undefined && opts.grant === undefined) throw usage('--note is the grant\'s note: give --grant too');
-  const apiKey = await mintApiKey();
+  const apiKey = mintApiKey();
   const created = await withDatabase(({ pool }) => inTransaction(pool, async (client) => {
     let user;
     try {

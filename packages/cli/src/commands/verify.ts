@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { verify } from '@metergate/db';
-import { ConfigError, loadConfig } from '@metergate/server/dist/src/config.js';
-import { formatReport, staleInFlightMs } from '@metergate/server/dist/src/reconcile/verify-report.js';
+import { ConfigError, loadConfig } from '@metergate/server/config';
+import { formatReport, staleInFlightMs } from '@metergate/server/verify-report';
 import { proxyTimingEnv } from '../config.js';
 import { withDatabase } from '../db.js';
 import { CliError, ExitCode, usage } from '../errors.js';

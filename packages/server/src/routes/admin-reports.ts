@@ -5,10 +5,11 @@
  */
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import { acquireClient, reports, usdTextToNano, type LedgerEntry, type LedgerFilters } from '@metergate/db';
+import { acquireClient, reports, usdTextToNano, type LedgerFilters } from '@metergate/db';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
-import { entryJson, requestJson, usageJson, userListJson, type EntryJson } from '../http/ledger-json.js';
+import { LEDGER_CSV_COLUMNS, ledgerCsvRow } from '../http/ledger-csv.js';
+import { entryJson, requestJson, usageJson, userListJson } from '../http/ledger-json.js';
 import type { Services } from '../services.js';
 import { adminPricingRoutes } from './admin-pricing.js';
 
@@ -142,27 +143,6 @@ function wantsCsv(req: Request, format: 'json' | 'csv' | undefined): boolean {
 // ---------------------------------------------------------------------------------------
 // CSV export
 
-/** The columns are the JSON entry's fields, in the same order (a test holds them equal). */
-export const LEDGER_CSV_COLUMNS = [
-  'id', 'user_id', 'kind', 'amount_usd', 'charged_usd', 'upstream_cost_usd', 'multiplier', 'balance_after_usd',
-  'request_id', 'generation_id', 'model', 'prompt_tokens', 'completion_tokens', 'created_at', 'note',
-] as const satisfies ReadonlyArray<keyof EntryJson>;
-type MissingColumn = Exclude<keyof EntryJson, (typeof LEDGER_CSV_COLUMNS)[number]>;
-const everyColumn: [MissingColumn] extends [never] ? true : never = true;
-void everyColumn;
-
-/** RFC 4180: a field with a comma, quote, CR or LF (or edge spaces) is quoted, quotes doubled; null is empty. */
-export function csvField(value: string | number | null): string {
-  if (value === null) return '';
-  const text = String(value);
-  return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
-
-export function ledgerCsvRow(entry: LedgerEntry): string {
-  const json = entryJson(entry);
-  return `${LEDGER_CSV_COLUMNS.map((column) => csvField(json[column])).join(',')}\r\n`;
-}
-
 /**
  * Streams the whole filtered range through a Postgres cursor (reports.streamLedger): memory
  * stays at one batch and one chunk whatever the range; when the socket buffer is full we wait
@@ -171,7 +151,7 @@ export function ledgerCsvRow(entry: LedgerEntry): string {
  */
 async function exportCsv(services: Services, exports: { running: number }, res: Response, filters: LedgerFilters): Promise<void> {
   if (exports.running >= EXPORTS_CONCURRENT_MAX) {
-    throw new MetergateError('conflict', `${EXPORTS_CONCURRENT_MAX} CSV exports are already running on this replica; retry when one ends`, { retryAfterS: 5 });
+    throw new MetergateError('too_many_exports', `${EXPORTS_CONCURRENT_MAX} CSV exports are already running on this replica; retry when one ends`, { retryAfterS: 5 });
   }
   exports.running += 1;
   let failure: Error | undefined;
