@@ -1,18 +1,23 @@
-import { periods, reports, topUsers } from '@metergate/db';
+import { periods, reports, topUsers, type Queryable } from '@metergate/db';
 import { createTestDatabase, type TestDatabase } from '@metergate/testkit';
 import { ensureUser, insertTimed, ledgerUsage, prng, type TimedEntry } from './reports-fixtures.js';
 
 const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
 /** A Monday (ISO weeks start there). */
 const MONDAY = Date.UTC(2025, 8, 1);
 
-/** The exact order usageSummary promises: most charged first, ties by user id. */
+/** The order usageSummary promises: most charged first, ties by user id (ASCII ids: byte order). */
 function ranked(expected: Map<string, { charged: bigint }>): topUsers.RankedUser[] {
   return [...expected].map(([key, e]) => ({ key, chargedNano: e.charged }))
     .sort((a, b) => (a.chargedNano === b.chargedNano ? (a.key < b.key ? -1 : 1) : a.chargedNano > b.chargedNano ? -1 : 1));
 }
 
-QUnit.module('reports: top users bounded by the covering periods (real Postgres)', (hooks) => {
+function bigints(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}
+
+QUnit.module('reports: top users bounded by covering weeks or months (real Postgres)', (hooks) => {
   let db: TestDatabase;
   const random = prng(47);
   const start = MONDAY - 40 * DAY_MS;
@@ -35,31 +40,30 @@ QUnit.module('reports: top users bounded by the covering periods (real Postgres)
   hooks.after(async () => { await db.drop(); });
 
   function range(): { since: Date | null; until: Date | null } {
-    const lengthMs = Math.floor(random() * random() * 100 * DAY_MS) + 1;
+    const lengthMs = 6 * DAY_MS + Math.floor(random() * random() * 60 * DAY_MS);
     const since = start - 5 * DAY_MS + Math.floor(random() * (end - start));
     const open = random();
     return { since: open < 0.05 ? null : new Date(since), until: open > 0.95 ? null : new Date(since + lengthMs) };
   }
 
-  QUnit.test('over random ranges and limits it returns the exact top or gives up (null), and it mostly decides', async (assert) => {
+  QUnit.test('over random ranges and limits the bound decides mostly, and every decided top is exact', async (assert) => {
     let decided = 0;
     let wrong = 0;
-    const depth = { perListMin: 8, perListMax: 512 };
-    for (let i = 0; i < 150; i += 1) {
+    const depth = { rowsFirst: 16, rowsLast: 64, sumsMax: 100_000 };
+    for (let i = 0; i < 120; i += 1) {
       const { since, until } = range();
-      const limit = 1 + Math.floor(random() * 25);
-      const truth = ranked(await ledgerUsage(db.pool, 'user_id', { since, until }));
-      const exact = async (users: string[], n: number) => truth.filter((user) => users.includes(user.key)).slice(0, n);
-      const top = await topUsers.boundedTopUsers(db.pool, since, until, limit, exact, depth);
+      const limit = 1 + Math.floor(random() * 12);
+      const truth = ranked(await ledgerUsage(db.pool, 'user_id', { since, until })).slice(0, limit);
+      const top = await reports.boundedTopUsersOf(db.pool, { since, until }, limit, depth);
       if (top === null) continue;
       decided += 1;
-      if (JSON.stringify(top, bigints) !== JSON.stringify(truth.slice(0, limit), bigints)) {
+      if (JSON.stringify(top, bigints) !== JSON.stringify(truth, bigints)) {
         wrong += 1;
-        if (wrong <= 3) assert.deepEqual(top, truth.slice(0, limit), `${since?.toISOString()}..${until?.toISOString()} limit ${limit}`);
+        if (wrong <= 3) assert.deepEqual(top, truth, `${since?.toISOString()}..${until?.toISOString()} limit ${limit}`);
       }
     }
     assert.strictEqual(wrong, 0, 'every decided top equals the top of the full sums');
-    assert.true(decided >= 100, `${decided} of 150 ranges decided by the bound`);
+    assert.true(decided >= 60, `${decided} of 120 ranges decided by the bound`);
   });
 
   QUnit.test('usageSummary by user over random ranges equals the full sums (bounded or not)', async (assert) => {
@@ -107,42 +111,42 @@ QUnit.module('reports: UTC periods agree with Postgres date_trunc', (hooks) => {
   });
 });
 
-QUnit.module('reports: the bound must be strictly below the last winner', (hooks) => {
+QUnit.module('reports: a bound equal to a charge never excludes', (hooks) => {
   let db: TestDatabase;
   hooks.before(async () => { db = await createTestDatabase(); });
   hooks.after(async () => { await db.drop(); });
 
   QUnit.test('an unread user equal to the last winner, with a smaller id, is found', async (assert) => {
-    // One week (the range touches 5 days of a week with usage up to Sunday: more than a day
-    // cover takes, so the week's list is read). Limit 1 reads 4 deep
-    // first. The week's list by charge, ties by id: w9 100, f1 90, f2 80, f3 60 | w5 60, w7 60.
-    // In the range (Tue..Sat) w9 and w7 both spent 60: the top is w7 (smaller id), unread in
-    // the first round, whose bound (f3's 60) equals the last winner's charge: not decided.
-    const monday = MONDAY;
+    // The range, Mon 06:00 to Sun 12:00, lies in one ISO week; everything else in that week is
+    // spent on Monday at 01:00 or Sunday at 18:00, outside it. The week's list by charge, ties
+    // by id: w9 100 (60 in the range), f1 90, f2 80, f3 60 | w5 60, w7 60 (all 60 in the range).
+    // Read 4 deep, the unread bound is f3's 60, equal to w9's charge: not decided. Read 16
+    // deep, w7 and w9 tie at 60 and w7 comes first; w7's bound (60) equals the charge to beat.
     const entries: TimedEntry[] = [];
-    const add = (userId: string, charged: bigint, dayOfWeek: number) =>
-      entries.push({ userId, kind: 'usage', amountNano: -charged, upstreamCostNano: charged, model: 'm/x', at: new Date(monday + dayOfWeek * DAY_MS + 3_600_000) });
+    const add = (userId: string, charged: bigint, at: number) =>
+      entries.push({ userId, kind: 'usage', amountNano: -charged, upstreamCostNano: charged, model: 'm/x', at: new Date(at) });
+    const mondayEarly = MONDAY + HOUR_MS;
+    const sundayLate = MONDAY + 6 * DAY_MS + 18 * HOUR_MS;
     for (const id of ['w9', 'w7', 'w5', 'f1', 'f2', 'f3']) await ensureUser(db.pool, id);
-    add('w9', 40n, 0); add('w9', 60n, 2);
-    add('w7', 60n, 3);
-    add('w5', 60n, 0);
-    add('f1', 50n, 0); add('f1', 40n, 6); add('f2', 80n, 0); add('f3', 60n, 0);
+    add('w9', 40n, mondayEarly); add('w9', 60n, MONDAY + 2 * DAY_MS);
+    add('w7', 60n, MONDAY + 3 * DAY_MS);
+    add('w5', 60n, sundayLate);
+    add('f1', 50n, mondayEarly); add('f1', 40n, sundayLate); add('f2', 80n, mondayEarly); add('f3', 60n, mondayEarly);
     entries.sort((a, b) => a.at.getTime() - b.at.getTime());
     await insertTimed(db.pool, entries);
-    const since = new Date(monday + DAY_MS + 6 * 3_600_000);
-    const until = new Date(monday + 5 * DAY_MS + 18 * 3_600_000);
+    const since = new Date(MONDAY + 6 * HOUR_MS);
+    const until = new Date(MONDAY + 6 * DAY_MS + 12 * HOUR_MS);
     const truth = ranked(await ledgerUsage(db.pool, 'user_id', { since, until }));
-    assert.deepEqual(truth.slice(0, 2).map((u) => u.key), ['w7', 'w9'], 'the fixture is what it says');
-    const calls: number[] = [];
-    const exact = async (users: string[], n: number) => { calls.push(users.length); return truth.filter((u) => users.includes(u.key)).slice(0, n); };
-    const top = await topUsers.boundedTopUsers(db.pool, since, until, 1, exact, { perListMin: 1, perListMax: 64 });
-    assert.deepEqual(top?.map((u) => u.key), ['w7']);
-    assert.deepEqual(calls, [4, 6], 'the first round could not decide (bound 60 = 60): it read deeper');
+    assert.deepEqual(truth.map((u) => [u.key, u.chargedNano]), [['w7', 60n], ['w9', 60n]], 'the fixture is what it says');
+    const attempts: string[] = [];
+    const spy: Queryable = { query: ((text: string, values?: unknown[]) => {
+      if (text.includes('floors as materialized')) attempts.push(String(values?.[1]));
+      return db.pool.query(text, values);
+    }) as Queryable['query'] };
+    const top = await reports.boundedTopUsersOf(spy, { since, until }, 1, { rowsFirst: 4, rowsLast: 16, sumsMax: 100 });
+    assert.deepEqual(top?.map((u) => [u.key, u.chargedNano]), [['w7', 60n]]);
+    assert.deepEqual(attempts, ['4', '16'], 'lists read 4 deep did not decide; 16 deep did');
     const summary = await reports.usageSummary(db.pool, { groupBy: 'user', since, until, limit: 1 });
     assert.deepEqual(summary.map((row) => [row.key, row.chargedNano]), [['w7', 60n]]);
   });
 });
-
-function bigints(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? value.toString() : value;
-}

@@ -1,73 +1,97 @@
 /**
- * The top users of a range that is not one whole day or month, exact, without summing every
- * user active in the range.
+ * The top users of a range of several days that is not one whole day or month, exact, without
+ * summing every user active in the range.
  *
  * Summing them all costs one rollup row per (user, day) in the range: at 10M ledger rows over
  * 100k users a 7-day range cutting days reads ~156k rows (174 ms p95), 30 days ~700k (297 ms).
- * Instead (a threshold argument over a few sorted lists, after Fagin's; bounds from covering
- * periods, not from each day):
- *   1. cover the range with the fewest periods of one rollup — a few days, weeks or months —
- *      whose (bucket, charged_nano desc, user_id) index lists each period's users by spend;
- *   2. read the first n users of each period's list; everyone read is a candidate;
- *   3. rank the candidates by their exact charge in the range (the caller's exact sums);
- *   4. a user not read is, in each period, at most that list's n-th charge, so at most the
- *      sum of those (usage charges are never negative: a period's spend bounds the spend of
- *      any part of it). If that bound is below the limit-th candidate's charge, no one unread
- *      can enter the top: the answer is exact. Otherwise read 4x deeper and repeat.
- * Ties are ordered by user id, so an unread user equal to the limit-th candidate could still
- * belong in the top: the bound must be strictly below. Every statement must see one snapshot
- * (the caller's repeatable-read transaction), or a settle between reading a list and ranking
- * could lift an unread user past the bound.
+ * Instead, a threshold argument (after Fagin's algorithms) with bounds from a few covering
+ * periods rather than from every day, in one statement:
+ *   1. cover the range with ISO weeks or months of one rollup, whose (bucket, charged_nano
+ *      desc, user_id) index lists each period's users by spend;
+ *   2. read each period's list n deep. A user read is a candidate, bounded by the sum of
+ *      their charge in each period (where they were not read: that list's n-th charge, or 0 if
+ *      the list ended). A user read nowhere is bounded by the sum of the lists' n-th charges.
+ *      The bounds hold because usage charges are never negative (the ledger's check on
+ *      kind = 'usage'): a period's spend bounds the spend of any part of it;
+ *   3. sum exactly, over the range, the 2 × limit candidates with the highest bounds; the
+ *      limit-th of those sums is a floor τ for the answer's last charge;
+ *   4. sum exactly every other candidate whose bound reaches τ (the rest cannot enter);
+ *   5. the top of all sums is the answer if the unread users' bound is below its last charge
+ *      (or every list ended: every user with usage in the cover was read). Otherwise read 4x
+ *      deeper once more, then give up (null: the caller sums everyone).
+ * Ties are ordered by user id, so a bound equal to a charge never excludes: every comparison
+ * is strict (a test holds it). The statement sees one snapshot, so no settle can lift a user
+ * past a bound between reading the lists and summing.
  * It pays off when spend is concentrated, as it is in practice and in the seeded benchmark
- * (heavy users dominate any range): see the plans below. When it is not, the lists are read
- * to CANDIDATES_PER_LIST_MAX and the caller sums everyone instead (null).
+ * (heavy users dominate any range); when it is not, the bound does not close and the caller's
+ * full sums answer.
  *
- * QUERY PLANS (the `npm run seed:ledger` database, 10M rows, 100k users; serial):
- *   filled in by measurement below.
+ * Measured on the `npm run seed:ledger` database (10M rows, 100k users), limit 100, 12 random
+ * ranges each, one warm connection, this statement alone: 7 days (2 weekly lists 3,200 deep,
+ * 6,400 candidates, 200 + ~150 summed) p50 42 ms, max 56 ms; 30 days (5 weekly lists) p50
+ * 34 ms, max 44 ms. Lists 800 deep made the bounds loose: ~1,000 summed, p50 133 ms. Daily
+ * covers are noisy (one large request lifts a light user), so ranges under MIN_RANGE_MS are
+ * left to the full sums: 1 day bounded p50 89 ms against ~29 ms summed in full.
  */
 import assert from 'node:assert/strict';
-import { floorTo, nextPeriod, periodsCovering, type Period } from './periods.js';
+import { nextPeriod, periodsCovering, type Period } from './periods.js';
+import { Params } from './params.js';
 import type { Queryable } from './queryable.js';
 
 export interface RankedUser { key: string; chargedNano: bigint }
 
-/** The caller's exact ranking: the `limit` most charged of `users` over the range, ties by id. */
-export type RankExactly = (users: string[], limit: number) => Promise<RankedUser[]>;
+/**
+ * The caller's exact charges over the range: SQL yielding (k, charged_nano) rows, any number
+ * per user, for the users in the relation named `candidates` (one column, id).
+ */
+export type ChargesSql = (params: Params, candidates: string) => string;
 
-/** Rollups with a per-period top index, finest first, and how many periods of each a cover may use. */
+/** Ranges shorter than this are summed in full (see above: daily covers do not pay). */
+export const MIN_RANGE_MS = 6 * 86_400_000;
+
+/** Rollups with a per-period top index, and how many periods of each a cover may take. */
 const COVERS: ReadonlyArray<{ period: Period; table: string; periodsMax: number }> = [
-  { period: 'day', table: 'usage_user_daily', periodsMax: 3 },
-  { period: 'week', table: 'usage_user_weekly', periodsMax: 6 },
-  { period: 'month', table: 'usage_user_monthly', periodsMax: 4 },
+  { period: 'week', table: 'usage_user_weekly', periodsMax: 8 },
+  { period: 'month', table: 'usage_user_monthly', periodsMax: 6 },
 ];
 
-/** Users read per period in the first round (at least 4x the limit). */
-export const CANDIDATES_PER_LIST_MIN = 256;
-/** Past this depth per period the bound has not closed: summing everyone is cheaper. */
-export const CANDIDATES_PER_LIST_MAX = 16_384;
+export interface Depth {
+  /** List rows read in all, first attempt (split between the lists). */
+  rowsFirst: number;
+  /** The second and last attempt reads 4x as many. */
+  rowsLast: number;
+  /** Candidates summed past the first 2 × limit, at most; more and the bound did not close. */
+  sumsMax: number;
+}
+
+/** 6,400 rows: tight enough bounds at ~5 ms of reading (see the measurements above). */
+export const DEPTH: Depth = Object.freeze({ rowsFirst: 6_400, rowsLast: 25_600, sumsMax: 10_000 });
+/** Larger limits go straight to the full sums (2 × limit candidates alone would be thousands). */
+export const LIMIT_MAX = 1_000;
 
 interface Cover { table: string; buckets: Date[] }
 
 /**
- * The exact top `limit` users of [since, until) (null = unbounded), or null when the bound
- * did not close within CANDIDATES_PER_LIST_MAX users per period, or no cover is small enough.
+ * The exact top `limit` users of [since, until), most charged first, ties by id in byte order;
+ * or null when the range is too short or too long for a cover, or the bound did not close.
  */
 export async function boundedTopUsers(
-  db: Queryable, since: Date | null, until: Date | null, limit: number, rankExactly: RankExactly,
-  depth: { perListMin: number; perListMax: number } = { perListMin: CANDIDATES_PER_LIST_MIN, perListMax: CANDIDATES_PER_LIST_MAX },
+  db: Queryable, since: Date | null, until: Date | null, limit: number, chargesSql: ChargesSql, depth: Depth = DEPTH,
 ): Promise<RankedUser[] | null> {
   assert(Number.isSafeInteger(limit) && limit > 0, 'limit must be a positive integer');
-  assert(depth.perListMin > 0 && depth.perListMin <= depth.perListMax, 'list depths must be positive and ordered');
+  assert(depth.rowsFirst > 0 && depth.rowsFirst <= depth.rowsLast && depth.sumsMax > 0, 'depths must be positive and ordered');
+  if (limit > LIMIT_MAX) return null;
   const range = await closeRange(db, since, until);
   if (range === null) return [];
+  if (range.until.getTime() - range.since.getTime() < MIN_RANGE_MS) return null;
   const cover = chooseCover(range.since, range.until);
   if (cover === null) return null;
-  for (let perList = Math.max(depth.perListMin, 4 * limit); perList <= depth.perListMax; perList *= 4) {
-    const lists = await readLists(db, cover, perList);
-    const ranked = await rankExactly([...lists.users], limit);
-    if (lists.exhausted) return ranked;
-    const last = ranked[limit - 1];
-    if (last !== undefined && lists.unreadBoundNano < last.chargedNano) return ranked;
+  for (let rows = depth.rowsFirst; rows <= depth.rowsLast; rows *= 4) {
+    const perList = Math.max(Math.ceil(rows / cover.buckets.length), 4 * limit);
+    const attempt = await attemptTop(db, cover, perList, limit, depth.sumsMax, chargesSql);
+    if (attempt.restOverflow) return null;
+    const last = attempt.top.at(-1);
+    if (attempt.exhausted || (attempt.top.length === limit && attempt.unreadBoundNano < last!.chargedNano)) return attempt.top;
   }
   return null;
 }
@@ -87,51 +111,69 @@ async function closeRange(db: Queryable, since: Date | null, until: Date | null)
   return closed.since < closed.until ? closed : null;
 }
 
-/** The finest rollup whose periods touching the range are few enough. */
+/**
+ * The cover expected to need the fewest sums: each list adds candidates and a looser cover
+ * has looser bounds, so the score is √lists × days covered (7 days: 2 weeks, not 1-2 months;
+ * 30 days: 5 weeks (√5 × 35 = 78) before 2 months (√2 × 61 = 86)).
+ */
 function chooseCover(since: Date, until: Date): Cover | null {
+  let best: (Cover & { score: number }) | null = null;
   for (const { period, table, periodsMax } of COVERS) {
     const buckets = periodsCovering(period, since, until, periodsMax);
-    assert(buckets.length > 0 && buckets[0]!.getTime() === floorTo(period, since).getTime(), 'a non-empty range touches a period');
-    if (buckets.length <= periodsMax) return { table, buckets };
+    assert(buckets.length > 0, 'a non-empty range touches a period');
+    if (buckets.length > periodsMax) continue;
+    const days = (nextPeriod(period, buckets.at(-1)!).getTime() - buckets[0]!.getTime()) / 86_400_000;
+    const score = Math.sqrt(buckets.length) * days;
+    if (best === null || score < best.score) best = { table, buckets, score };
   }
-  return null;
+  return best === null ? null : { table: best.table, buckets: best.buckets };
 }
 
-interface Lists {
-  users: Set<string>;
-  /** What a user read in no list can have been charged in the range, at most. */
+interface Attempt {
+  top: RankedUser[];
   unreadBoundNano: bigint;
-  /** Every list was shorter than asked: every user with usage in the cover was read. */
   exhausted: boolean;
+  restOverflow: boolean;
 }
 
-/** The first `perList` users of each covering period by charge, in one statement. */
-async function readLists(db: Queryable, cover: Cover, perList: number): Promise<Lists> {
-  const result = await db.query<{ i: string; user_id: string; charged_nano: string }>(
-    `select b.i::text, t.user_id, t.charged_nano::text
-       from unnest($1::timestamptz[]) with ordinality b (bucket, i)
-       cross join lateral (
-         select p.user_id, p.charged_nano from ${cover.table} p
-          where p.bucket = b.bucket
-          order by p.charged_nano desc, p.user_id
-          limit $2::integer) t`,
-    [cover.buckets, perList],
+/** Steps 2-4 in one statement; the caller checks step 5. */
+async function attemptTop(db: Queryable, cover: Cover, perList: number, limit: number, sumsMax: number, chargesSql: ChargesSql): Promise<Attempt> {
+  const p = new Params();
+  const buckets = p.add(cover.buckets, 'timestamptz[]');
+  const depth = p.add(perList, 'integer');
+  const lim = p.add(limit, 'integer');
+  const result = await db.query<{ unread: string; exhausted: boolean; rest_overflow: boolean; top: Array<[string, string]> | null }>(
+    `with cover as (select bucket, i from unnest(${buckets}) with ordinality c (bucket, i)),
+     lists as materialized (
+       select cover.i, t.user_id, t.charged_nano
+         from cover cross join lateral (
+           select p.user_id, p.charged_nano from ${cover.table} p
+            where p.bucket = cover.bucket order by p.charged_nano desc, p.user_id limit ${depth}) t),
+     floors as materialized (
+       select cover.i, count(l.user_id) < ${depth} as ended,
+              case when count(l.user_id) < ${depth} then 0 else min(l.charged_nano) end as floor
+         from cover left join lists l using (i) group by cover.i),
+     candidates as materialized (
+       select l.user_id as id, (select sum(floor) from floors) + sum(l.charged_nano - f.floor) as bound
+         from lists l join floors f using (i) group by l.user_id),
+     first as materialized (select id from candidates order by bound desc, id limit 2 * ${lim}),
+     first_sums as materialized (select k, usage_sum(charged_nano) as charged from (${chargesSql(p, 'first')}) s group by k),
+     floor_charge as (select coalesce((select charged from first_sums order by charged desc, k collate "C" offset ${lim} - 1 limit 1), -1) as v),
+     rest as materialized (
+       select id from candidates
+        where bound >= (select v from floor_charge) and id not in (select id from first)
+        limit ${p.add(sumsMax, 'integer')} + 1),
+     rest_sums as materialized (select k, usage_sum(charged_nano) as charged from (${chargesSql(p, 'rest')}) s group by k),
+     top as (select k, charged from (select * from first_sums union all select * from rest_sums) a
+              order by charged desc, k collate "C" limit ${lim})
+     select (select sum(floor) from floors)::text as unread, (select bool_and(ended) from floors) as exhausted,
+            (select count(*) from rest) > ${p.add(sumsMax, 'integer')} as rest_overflow,
+            (select json_agg(json_build_array(k, charged::text) order by charged desc, k collate "C") from top) as top`,
+    p.values,
   );
-  const users = new Set<string>();
-  const perBucket = new Map<string, { rows: number; minNano: bigint }>();
-  for (const row of result.rows) {
-    users.add(row.user_id);
-    const charged = BigInt(row.charged_nano);
-    const seen = perBucket.get(row.i);
-    perBucket.set(row.i, { rows: (seen?.rows ?? 0) + 1, minNano: seen === undefined || charged < seen.minNano ? charged : seen.minNano });
-  }
-  let unreadBoundNano = 0n;
-  let exhausted = true;
-  for (const { rows, minNano } of perBucket.values()) {
-    assert(rows <= perList, 'a list is never longer than asked');
-    if (rows < perList) continue; // every user of this period was read: an unread user spent nothing in it
-    exhausted = false;
-    unreadBoundNano += minNano;
-  }
-  return { users, unreadBoundNano, exhausted };
+  const row = result.rows[0]!;
+  return {
+    top: (row.top ?? []).map(([key, charged]) => ({ key, chargedNano: BigInt(charged) })),
+    unreadBoundNano: BigInt(row.unread), exhausted: row.exhausted, restOverflow: row.rest_overflow,
+  };
 }
