@@ -41,10 +41,15 @@ import type { Queryable } from './queryable.js';
 export interface RankedUser { key: string; chargedNano: bigint }
 
 /**
- * The caller's exact charges over the range: SQL yielding (k, charged_nano) rows, any number
- * per user, for the users in the relation named `candidates` (one column, id).
+ * The caller's usage over the range, as SQL yielding (k, measures...) rows, any number per
+ * user: `periods` for the users of the relation named `candidates` (one column, id), `edges`
+ * (the rest of the range) for everyone. Each part of the range is in exactly one. Measures:
+ * charged_nano only, or all of MEASURES in that order (`all`).
  */
-export type ChargesSql = (params: Params, candidates: string) => string;
+export interface UsageSql {
+  periods: (params: Params, candidates: string, all: boolean) => string;
+  edges: (params: Params, all: boolean) => string;
+}
 
 /** Ranges shorter than this are summed in full (see above: daily covers do not pay). */
 export const MIN_RANGE_MS = 6 * 86_400_000;
@@ -76,8 +81,8 @@ interface Cover { table: string; buckets: Date[] }
  * or null when the range is too short or too long for a cover, or the bound did not close.
  */
 export async function boundedTopUsers(
-  db: Queryable, since: Date | null, until: Date | null, limit: number, chargesSql: ChargesSql, depth: Depth = DEPTH,
-): Promise<RankedUser[] | null> {
+  db: Queryable, since: Date | null, until: Date | null, limit: number, usage: UsageSql, depth: Depth = DEPTH,
+): Promise<TopUser[] | null> {
   assert(Number.isSafeInteger(limit) && limit > 0, 'limit must be a positive integer');
   assert(depth.rowsFirst > 0 && depth.rowsFirst <= depth.rowsLast && depth.sumsMax > 0, 'depths must be positive and ordered');
   if (limit > LIMIT_MAX) return null;
@@ -88,7 +93,7 @@ export async function boundedTopUsers(
   if (cover === null) return null;
   for (let rows = depth.rowsFirst; rows <= depth.rowsLast; rows *= 4) {
     const perList = Math.max(Math.ceil(rows / cover.buckets.length), 4 * limit);
-    const attempt = await attemptTop(db, cover, perList, limit, depth.sumsMax, chargesSql);
+    const attempt = await attemptTop(db, cover, perList, limit, depth.sumsMax, usage);
     if (attempt.restOverflow) return null;
     const last = attempt.top.at(-1);
     if (attempt.exhausted || (attempt.top.length === limit && attempt.unreadBoundNano < last!.chargedNano)) return attempt.top;
@@ -129,21 +134,51 @@ function chooseCover(since: Date, until: Date): Cover | null {
   return best === null ? null : { table: best.table, buckets: best.buckets };
 }
 
+/** A winner with every measure summed over the range. */
+export interface TopUser extends RankedUser {
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  upstreamCostNano: bigint;
+}
+
 interface Attempt {
-  top: RankedUser[];
+  top: TopUser[];
   unreadBoundNano: bigint;
   exhausted: boolean;
   restOverflow: boolean;
 }
 
-/** Steps 2-4 in one statement; the caller checks step 5. */
-async function attemptTop(db: Queryable, cover: Cover, perList: number, limit: number, sumsMax: number, chargesSql: ChargesSql): Promise<Attempt> {
+const MEASURES = ['requests', 'prompt_tokens', 'completion_tokens', 'upstream_cost_nano', 'charged_nano'] as const;
+const SUMS = MEASURES.map((m) => `usage_sum(${m}) as ${m}`).join(', ');
+
+/** Steps 2-4 in one statement, and the winners' every measure; the caller checks step 5. */
+async function attemptTop(db: Queryable, cover: Cover, perList: number, limit: number, sumsMax: number, usage: UsageSql): Promise<Attempt> {
   const p = new Params();
-  const buckets = p.add(cover.buckets, 'timestamptz[]');
+  const result = await db.query<{ unread: string; exhausted: boolean; rest_overflow: boolean; top: string[][] | null }>(
+    topSql(p, cover, perList, limit, sumsMax, usage), p.values);
+  const row = result.rows[0]!;
+  const top = (row.top ?? []).map(([key, requests, prompt, completion, upstream, charged]) => ({
+    key: key!, requests: Number(requests), promptTokens: Number(prompt), completionTokens: Number(completion),
+    upstreamCostNano: BigInt(upstream!), chargedNano: BigInt(charged!),
+  }));
+  return { top, unreadBoundNano: BigInt(row.unread), exhausted: row.exhausted, restOverflow: row.rest_overflow };
+}
+
+/**
+ * The statement: lists, floors and bounds; the edges of the range summed once for everyone
+ * (range reads); exact charges of the first candidates, then of the rest that can reach them;
+ * the top; and the top's every measure.
+ */
+function topSql(p: Params, cover: Cover, perList: number, limit: number, sumsMax: number, usage: UsageSql): string {
   const depth = p.add(perList, 'integer');
   const lim = p.add(limit, 'integer');
-  const result = await db.query<{ unread: string; exhausted: boolean; rest_overflow: boolean; top: Array<[string, string]> | null }>(
-    `with cover as (select bucket, i from unnest(${buckets}) with ordinality c (bucket, i)),
+  const charges = (relation: string) => `
+       select k, usage_sum(charged_nano) as charged
+         from (select k, charged_nano from (${usage.periods(p, relation, false)}) s
+               union all select e.k, e.charged_nano from edges e join ${relation} c on c.id = e.k) s
+        group by k`;
+  return `with cover as (select bucket, i from unnest(${p.add(cover.buckets, 'timestamptz[]')}) with ordinality c (bucket, i)),
      lists as materialized (
        select cover.i, t.user_id, t.charged_nano
          from cover cross join lateral (
@@ -157,23 +192,24 @@ async function attemptTop(db: Queryable, cover: Cover, perList: number, limit: n
        select l.user_id as id, (select sum(floor) from floors) + sum(l.charged_nano - f.floor) as bound
          from lists l join floors f using (i) group by l.user_id),
      first as materialized (select id from candidates order by bound desc, id limit 2 * ${lim}),
-     first_sums as materialized (select k, usage_sum(charged_nano) as charged from (${chargesSql(p, 'first')}) s group by k),
+     edges as materialized (select k, ${SUMS} from (${usage.edges(p, true)}) e group by k),
+     first_sums as materialized (${charges('first')}),
      floor_charge as (select coalesce((select charged from first_sums order by charged desc, k collate "C" offset ${lim} - 1 limit 1), -1) as v),
      rest as materialized (
        select id from candidates
         where bound >= (select v from floor_charge) and id not in (select id from first)
         limit ${p.add(sumsMax, 'integer')} + 1),
-     rest_sums as materialized (select k, usage_sum(charged_nano) as charged from (${chargesSql(p, 'rest')}) s group by k),
-     top as (select k, charged from (select * from first_sums union all select * from rest_sums) a
-              order by charged desc, k collate "C" limit ${lim})
+     rest_sums as materialized (${charges('rest')}),
+     top as materialized (
+       select k as id, charged from (select * from first_sums union all select * from rest_sums) a
+        order by charged desc, k collate "C" limit ${lim}),
+     winners as (
+       select k, ${SUMS}
+         from (select * from (${usage.periods(p, 'top', true)}) s
+               union all select e.k, ${MEASURES.map((m) => `e.${m}`).join(', ')} from edges e join top t on t.id = e.k) w
+        group by k)
      select (select sum(floor) from floors)::text as unread, (select bool_and(ended) from floors) as exhausted,
             (select count(*) from rest) > ${p.add(sumsMax, 'integer')} as rest_overflow,
-            (select json_agg(json_build_array(k, charged::text) order by charged desc, k collate "C") from top) as top`,
-    p.values,
-  );
-  const row = result.rows[0]!;
-  return {
-    top: (row.top ?? []).map(([key, charged]) => ({ key, chargedNano: BigInt(charged) })),
-    unreadBoundNano: BigInt(row.unread), exhausted: row.exhausted, restOverflow: row.rest_overflow,
-  };
+            (select json_agg(json_build_array(k, ${MEASURES.map((m) => `${m}::text`).join(', ')}) order by charged_nano desc, k collate "C")
+               from winners) as top`;
 }
