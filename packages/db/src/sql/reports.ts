@@ -281,12 +281,16 @@ export function decompose<S>(since: Date | null, until: Date | null, levels: Arr
  * read by one index probe per user. Left to itself the planner reads such a piece over the
  * range through the (bucket, charged_nano desc, user_id) index and tests each row against the
  * set; measured at 10M rows, 6 days of usage_user_daily: 2,866 users 70 ms that way, 31 ms as
- * a hash join, 28 ms probing per user; 100 users 26 ms against 1 ms. The hourly rollup and
- * the ledger are not probed per user: their pieces are edges (under a day, under an hour),
- * read as one range; probed per user on a cold cache each probe is ~0.1-0.3 ms of random reads.
+ * a hash join, 28 ms probing per user; 100 users 26 ms against 1 ms. Edge pieces (hours of
+ * a partial day, the ledger's partial hours) are read as one range instead: probed per user
+ * on a cold cache each probe is ~0.1-0.3 ms of random reads. A long hourly piece (a user's or
+ * a model's summary reads only the hourly rollup) is probed per user like the others.
  */
-function probedPerUser(table: string): boolean {
-  return ['usage_user_daily', 'usage_user_weekly', 'usage_user_monthly'].includes(table);
+function probedPerUser(piece: Piece<Source>): boolean {
+  if (['usage_user_daily', 'usage_user_weekly', 'usage_user_monthly'].includes(piece.source.table)) return true;
+  // A whole range of hours (per-model-of-user summaries read only the hourly rollup): per user.
+  const hours = piece.from === null || piece.to === null ? Infinity : (piece.to.getTime() - piece.from.getTime()) / 3_600_000;
+  return piece.source === USAGE_HOURLY && hours > 24;
 }
 
 /** Only these users: given as an array of distinct ids, or as a relation of distinct ids (column id). */
@@ -296,7 +300,8 @@ function piecesSql(q: UsageQuery, pieces: Array<Piece<Source>>, params: Params, 
   assert(!Array.isArray(userIn) || new Set(userIn).size === userIn.length, 'a set of users has no duplicates (each would count twice)');
   assert(userIn === null || Array.isArray(userIn) || /^[a-z_]+$/.test(userIn.relation), 'a relation name is an identifier of ours');
   const users = userIn === null ? null : Array.isArray(userIn) ? `unnest(${params.add(userIn, 'text[]')}) candidate (id)` : `${userIn.relation} candidate`;
-  return pieces.map(({ source, from, to }) => {
+  return pieces.map((piece) => {
+    const { source, from, to } = piece;
     const where = source.where === undefined ? [] : [source.where];
     if (from !== null) where.push(`${source.time} >= ${params.add(from, 'timestamptz')}`);
     if (to !== null) where.push(`${source.time} < ${params.add(to, 'timestamptz')}`);
@@ -305,7 +310,7 @@ function piecesSql(q: UsageQuery, pieces: Array<Piece<Source>>, params: Params, 
     const key = source.keys[q.groupBy];
     assert(key !== undefined, `${source.table} cannot group by ${q.groupBy}`);
     const measures = chargeOnly ? (source === LEDGER ? '-amount_nano as charged_nano' : 'charged_nano') : source.measures;
-    if (users !== null && probedPerUser(source.table)) {
+    if (users !== null && probedPerUser(piece)) {
       // offset 0 keeps the subquery from being flattened into a join the planner may hash.
       where.push(`${source.user!} = candidate.id`);
       return `select s.* from ${users}
