@@ -18,13 +18,13 @@
  *   Index Scan using usage_user_totals_pkey (101 rows), incremental sort for id ties 0.30 ms
  * Usage by user, one whole UTC month or day ("this month", "today"): Index Scan using the
  *   (bucket, charged_nano desc, user_id) index of usage_user_monthly/daily, 100 rows     0.13 ms
- * Usage by user, 7 days cutting days: rank — HashAggregate (76,263 users) over Append of
- *   Index Only Scan using usage_user_daily_top (129,466 rows, 6 whole days), Index Only Scan
- *   using usage_hourly_bucket (2 edge days' hours, 25,815 rows), Index Scan using
- *   ledger_entries_created_at (the sub-hour fringes, 1,123 rows)                    74 ms
- *   then fill the 100 winners — Bitmap Index Scan on usage_user_daily_pkey (user_id = ANY),
- *   usage_hourly_bucket + Filter, ledger_entries_user_time                          18 ms
- *   (cost ∝ users active in the range: 30 days ≈ 270 ms; see the benchmark)
+ * Usage by user, a range under 6 days that is not one whole period (3 whole days, last 24 h):
+ *   rank — HashAggregate over Append of Index Only Scan using usage_user_daily_top (whole
+ *   days), usage_hourly_bucket (edge hours), Index Scan using ledger_entries_created_at
+ *   (sub-hour fringes); then the winners' every measure, probed per user (probedPerUser).
+ *   Cost ∝ users active in the range: 7 days this way was 76,263 users, 74 ms + 18 ms fill.
+ * Usage by user, 6 days or more: top-users.ts, one statement (its plan is described there):
+ *   7 days 29 ms, 30 days 28 ms.
  * Usage by user of one model, 7 days: HashAggregate over Index Only Scan using
  *   usage_hourly_model (41,580 rows) 17 ms; fill via Bitmap Index Scan on usage_hourly_pkey 4 ms
  * Usage by model, 30 days: HashAggregate over Bitmap Heap Scan on usage_model_daily

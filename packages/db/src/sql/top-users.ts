@@ -3,7 +3,7 @@
  * summing every user active in the range.
  *
  * Summing them all costs one rollup row per (user, day) in the range: at 10M ledger rows over
- * 100k users a 7-day range cutting days reads ~156k rows (174 ms p95), 30 days ~700k (297 ms).
+ * 100k users a 7-day range cutting days reads ~156k rows (p95 175 ms), 30 days ~700k (329 ms).
  * Instead, a threshold argument (after Fagin's algorithms) with bounds from a few covering
  * periods rather than from every day, in one statement:
  *   1. cover the range with ISO weeks or months of one rollup, whose (bucket, charged_nano
@@ -26,12 +26,22 @@
  * (heavy users dominate any range); when it is not, the bound does not close and the caller's
  * full sums answer.
  *
- * Measured on the `npm run seed:ledger` database (10M rows, 100k users), limit 100, 12 random
- * ranges each, one warm connection, this statement alone: 7 days (2 weekly lists 3,200 deep,
- * 6,400 candidates, 200 + ~150 summed) p50 42 ms, max 56 ms; 30 days (5 weekly lists) p50
- * 34 ms, max 44 ms. Lists 800 deep made the bounds loose: ~1,000 summed, p50 133 ms. Daily
- * covers are noisy (one large request lifts a light user), so ranges under MIN_RANGE_MS are
- * left to the full sums: 1 day bounded p50 89 ms against ~29 ms summed in full.
+ * PLAN (EXPLAIN ANALYZE, `npm run seed:ledger` database: 10M rows, 100k users; limit 100,
+ * warm cache), 7 days cutting days, 29 ms:
+ *   lists      Index Only Scan using usage_user_weekly_top, 2 × 3,200 rows              1.5 ms
+ *   floors, candidates (5,869 users, bounds)  HashAggregate over the lists             9 ms
+ *   edges      Index Only Scan using usage_hourly_bucket (25,815 rows of 2 partial days)
+ *              + Index Scan using ledger_entries_created_at (1,126 rows), kept for
+ *              candidates only (hashed), HashAggregate 2,607 users                    10 ms
+ *   first_sums Nested Loop: 200 × Index Only Scan using usage_user_daily_pkey          1 ms
+ *   rest_sums  the same for the 340 whose bound reaches the 100th of those            2 ms
+ *   winners    the same, every measure, 100 users                                      1 ms
+ * 30 days (5 weekly lists, whole weeks from usage_user_weekly_pkey): 28 ms.
+ * Tuning measured on the same data: lists 800 deep in all made the bounds loose (~1,000 sums,
+ * p50 133 ms); 6,400 and 12,800 rows in all did equally well. Daily covers are noisy (one
+ * large request lifts a light user): 1 day bounded p50 89 ms against ~20 ms summed in full, so
+ * ranges under MIN_RANGE_MS are summed in full. End to end (`npm run bench:ledger`, README):
+ * 7 days p95 36 ms with a warm cache, 64 ms cold; 30 days 34 / 44 ms.
  */
 import assert from 'node:assert/strict';
 import { nextPeriod, periodsCovering, type Period } from './periods.js';
