@@ -41,7 +41,7 @@
  * p50 133 ms); 6,400 and 12,800 rows in all did equally well. Daily covers are noisy (one
  * large request lifts a light user): 1 day bounded p50 89 ms against ~20 ms summed in full, so
  * ranges under MIN_RANGE_MS are summed in full. End to end (`npm run bench:ledger`, README):
- * 7 days p95 36 ms with a warm cache, 64 ms cold; 30 days 34 / 44 ms.
+ * 7 days p95 34 ms with a warm cache, 59 ms cold; 30 days 32 / 36 ms.
  */
 import assert from 'node:assert/strict';
 import { nextPeriod, periodsCovering, type Period } from './periods.js';
