@@ -219,4 +219,24 @@ QUnit.module('cli: ledger, usage, requests, pricing, verify', (hooks) => {
     }
     assert.strictEqual((await cli('verify')).code, 0, 'repaired');
   });
+
+  QUnit.test('verify --rollups also compares every usage rollup with the ledger; a plain verify skips that (and says so)', async (assert) => {
+    const good = await cli('verify', '--rollups');
+    assert.strictEqual(good.code, 0, good.stdout + good.stderr);
+    like(assert, good.stdout, /\[ok\] every usage rollup equals the sums over the ledger/);
+    const week = await db.pool.query<{ user_id: string }>('select user_id from usage_user_weekly order by user_id, bucket limit 1');
+    assert.strictEqual(week.rows.length, 1, 'the fixture has weekly rollup rows');
+    await db.pool.query('update usage_user_weekly set charged_nano = charged_nano + 1 where user_id = $1::text', [week.rows[0]!.user_id]);
+    try {
+      const plain = await cli('verify');
+      assert.strictEqual(plain.code, 0, 'the books themselves are fine');
+      like(assert, plain.stdout, /\[skipped\] usage rollups/);
+      const bad = await cli('verify', '--rollups');
+      assert.strictEqual(bad.code, 1);
+      like(assert, bad.stdout, /\[BREACH\] every usage rollup equals the sums over the ledger \(rows differing\): \d+\n.*"table":"usage_user_weekly"/);
+    } finally {
+      await db.pool.query('select usage_rollups_rebuild()');
+    }
+    assert.strictEqual((await cli('verify', '--rollups')).code, 0, 'usage_rollups_rebuild() repaired it');
+  });
 });

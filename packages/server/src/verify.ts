@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 /**
- * `npm run verify`: checks the books in the database and prints a summary; exits 1 on any
- * breach, 2 on bad configuration or an unreachable database. Read-only. Uses DATABASE_URL, or
- * the embedded Postgres of this checkout when it is unset (as `npm start` does).
+ * `npm run verify [-- --rollups]`: checks the books in the database and prints a summary;
+ * exits 1 on any breach, 2 on bad configuration or arguments or an unreachable database.
+ * Read-only. Uses DATABASE_URL, or the embedded Postgres of this checkout when it is unset (as
+ * `npm start` does). --rollups also compares every usage rollup with the ledger (slow).
  */
+import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres, verify } from '@metergate/db';
 import pg from 'pg';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -13,11 +15,13 @@ const SAMPLE_MAX = 20;
 
 async function main(): Promise<number> {
   let config: Config;
+  let rollups: boolean;
   try {
+    rollups = parseArgs({ options: { rollups: { type: 'boolean', default: false } } }).values.rollups;
     config = loadConfig();
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`metergate verify: ${error.message}\n`);
+    if (!(error instanceof ConfigError) && !isArgumentError(error)) throw error;
+    process.stderr.write(`metergate verify: ${(error as Error).message}\n`);
     return 2;
   }
   const embedded = config.databaseUrl === null
@@ -29,7 +33,7 @@ async function main(): Promise<number> {
   });
   pool.on('error', () => undefined);
   try {
-    const report = await verify.verifyBooks(pool, { staleInFlightMs: staleInFlightMs(config), sampleMax: SAMPLE_MAX });
+    const report = await verify.verifyBooks(pool, { staleInFlightMs: staleInFlightMs(config), sampleMax: SAMPLE_MAX, rollups });
     process.stdout.write(`${formatReport(report)}\n`);
     return report.ok ? 0 : 1;
   } catch (error) {
@@ -39,6 +43,12 @@ async function main(): Promise<number> {
     await pool.end();
     await embedded?.stop();
   }
+}
+
+/** node:util parseArgs rejects an unknown or malformed option with one of these codes. */
+function isArgumentError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
 }
 
 main().then((code) => process.exit(code), (error: unknown) => {

@@ -17,13 +17,14 @@ export function registerVerify(program: Command): void {
     .option('--stale-after-ms <ms>', 'an in_flight request whose replica is silent this long is a breach (default: from the proxy\'s '
       + 'REPLICA_LEASE_MS and RECONCILE_INTERVAL_MS, read from the environment as the proxy reads them)', milliseconds)
     .option('--sample <n>', `breaches listed per kind (counts are exact; max ${SAMPLE_MAX})`, limit(SAMPLE_MAX), 20)
+    .option('--rollups', 'also compare every usage rollup with sums over the ledger (a full scan of the ledger per rollup: slow on a large ledger)')
     .option('--json', 'machine output: the full report')
     .action(verifyCommand);
 }
 
-async function verifyCommand(opts: { staleAfterMs?: number; sample: number; json?: boolean }): Promise<void> {
+async function verifyCommand(opts: { staleAfterMs?: number; sample: number; json?: boolean; rollups?: boolean }): Promise<void> {
   const staleMs = opts.staleAfterMs ?? proxyStaleMs();
-  const report = await withDatabase(({ pool }) => verify.verifyBooks(pool, { staleInFlightMs: staleMs, sampleMax: opts.sample }));
+  const report = await withDatabase(({ pool }) => verify.verifyBooks(pool, { staleInFlightMs: staleMs, sampleMax: opts.sample, rollups: opts.rollups === true }));
   // The same summary as `npm run verify` prints.
   if (opts.json === true) printJson(report);
   else process.stdout.write(`${formatReport(report)}\n`);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Queryable } from './queryable.js';
+import { rollupMismatches } from './reports.js';
 
 export interface VerifyOptions {
   /**
@@ -10,7 +11,18 @@ export interface VerifyOptions {
   staleInFlightMs: number;
   /** Rows listed per breach kind (the counts are exact). */
   sampleMax: number;
+  /**
+   * Also compare every usage rollup with sums over the ledger: a full scan of the ledger per
+   * rollup, so opt-in (on the 10M-row benchmark seed, minutes rather than seconds).
+   */
+  rollups?: boolean;
 }
+
+/** Rollup rows that differ from the ledger's sums, by table. */
+export interface RollupBreach { table: string; rows: number }
+
+/** A rollup check can take this long (the pool's statement timeout is set for the other checks). */
+export const ROLLUP_CHECK_DURATION_MS_MAX = 3_600_000;
 
 export interface BalanceBreach {
   userId: string;
@@ -44,7 +56,10 @@ export interface VerifyReport {
     /** A usage entry and its request disagree on user or upstream cost. */
     usageMismatch: Breaches<UsageMismatchBreach>;
     staleInFlight: Breaches<StaleInFlightBreach>;
+    /** Rollup rows that differ from the ledger (only when asked: rollupsChecked). */
+    rollups: Breaches<RollupBreach>;
   };
+  rollupsChecked: boolean;
 }
 
 /**
@@ -74,9 +89,16 @@ async function runChecks(db: Queryable, options: VerifyOptions): Promise<VerifyR
     usageWithoutSettledRequest: await usageWithoutSettledRequest(db, options.sampleMax),
     usageMismatch: await usageMismatch(db, options.sampleMax),
     staleInFlight: await staleInFlight(db, options),
+    rollups: options.rollups === true ? await rollupBreaches(db) : { count: 0, sample: [] },
   };
   const ok = Object.values(breaches).every((kind) => kind.count === 0);
-  return { ok, checkedAt: new Date(), totals: await totals(db), breaches };
+  return { ok, checkedAt: new Date(), totals: await totals(db), breaches, rollupsChecked: options.rollups === true };
+}
+
+async function rollupBreaches(db: Queryable): Promise<Breaches<RollupBreach>> {
+  await db.query(`select set_config('statement_timeout', $1::text, true)`, [String(ROLLUP_CHECK_DURATION_MS_MAX)]);
+  const found = await rollupMismatches(db);
+  return { count: found.reduce((sum, table) => sum + table.rows, 0), sample: found };
 }
 
 function withCount<R extends { total: string }, T>(rows: R[], map: (row: R) => T): Breaches<T> {

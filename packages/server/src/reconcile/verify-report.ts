@@ -24,9 +24,11 @@ export function formatReport(report: VerifyReport): string {
     ['usage entries match their requests (user, cost)', report.breaches.usageMismatch],
     ['no request left in_flight past lease + reconcile interval', report.breaches.staleInFlight],
   ];
+  if (report.rollupsChecked) checks.push(['every usage rollup equals the sums over the ledger (rows differing)', report.breaches.rollups]);
   for (const [name, result] of checks) {
     lines.push(`  [${result.count === 0 ? 'ok' : 'BREACH'}] ${name}${result.count === 0 ? '' : `: ${result.count}`}`);
     for (const item of result.sample) lines.push(`      ${JSON.stringify(item)}`);
   }
+  if (!report.rollupsChecked) lines.push('  [skipped] usage rollups (--rollups: a full scan of the ledger per rollup)');
   return lines.join('\n');
 }
