@@ -86,6 +86,7 @@ function variants(f) {
       ['user, 3 whole days', () => { const d = Math.floor(at() / DAY) * DAY; return `/admin/usage?group_by=user&since=${iso(d - 3 * DAY)}&until=${iso(d)}`; }],
       ['user, 7 days (cutting days)', () => { const t = at(); return `/admin/usage?group_by=user&since=${iso(t - 7 * DAY)}&until=${iso(t)}`; }],
       ['user, 30 days (cutting days)', () => { const t = at(); return `/admin/usage?group_by=user&since=${iso(t - 30 * DAY)}&until=${iso(t)}`; }],
+      ['user, 180 days (cutting days)', () => { const t = at(); return `/admin/usage?group_by=user&since=${iso(t - 180 * DAY)}&until=${iso(t)}`; }],
       ['user + model, 7 days', () => { const t = at(); return `/admin/usage?group_by=user&model=${model()}&since=${iso(t - 7 * DAY)}&until=${iso(t)}`; }],
       ['model, all time', () => '/admin/usage?group_by=model'],
       ['model, 30 days', () => { const t = at(); return `/admin/usage?group_by=model&since=${iso(t - 30 * DAY)}&until=${iso(t)}`; }],
