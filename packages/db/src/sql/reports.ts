@@ -45,7 +45,7 @@ import type { RequestRow, RequestState } from './requests.js';
 import type { UserRow } from './users.js';
 import { ceilTo, floorTo, type Period as RollupPeriod } from './periods.js';
 import { Params } from './params.js';
-import { boundedTopUsers, type Depth, type RankedUser, type UsageSql } from './top-users.js';
+import { boundedTopUsers, type Depth, type UsageSql } from './top-users.js';
 
 export { ceilTo, floorTo } from './periods.js';
 
@@ -55,7 +55,6 @@ export class ReportQueryError extends Error {
     super(message);
   }
 }
-
 
 // ---------------------------------------------------------------------------------------
 // Ledger
@@ -325,8 +324,8 @@ function piecesSql(q: UsageQuery, pieces: Array<Piece<Source>>, params: Params, 
 
 /**
  * Ties are ordered by key in the C collation (byte order), whatever the database's default:
- * the same order on every deployment, and the one top-users.ts reproduces in JavaScript.
- * Day and hour keys are timestamps.
+ * the same order on every deployment and on every path (top-users.ts orders the same way), so
+ * the bounded and the full answers agree. Day and hour keys are timestamps.
  */
 function keyOrder(group: UsageGroup): string {
   return group === 'user' || group === 'model' ? 'k collate "C"' : 'k';
@@ -366,12 +365,11 @@ export async function usageSummary(db: Queryable, q: UsageQuery): Promise<UsageR
   }
   return serialPlans(db, async (client) => {
     if (q.groupBy !== 'user') return aggregate(client, q);
-    // Rank on the charge alone, then sum every measure for the winners only. Top users of all
-    // models: bounded by the covering periods' lists first (top-users.ts), everyone if that
-    // does not settle it.
+    // Top users of all models: bounded by the covering periods' lists (top-users.ts, one
+    // statement). Otherwise rank on the charge alone, then sum every measure for the winners.
     const bounded = q.model == null && q.userId == null ? await boundedTopUsers(client, since, until, q.limit, usageSql(q)) : null;
     if (bounded !== null) return bounded;
-    const winners = (await rankUsers(client, q)).map((user) => user.key);
+    const winners = await rankUsers(client, q);
     return winners.length === 0 ? [] : aggregate(client, { ...q, limit: winners.length }, winners);
   });
 }
@@ -408,15 +406,15 @@ function isPool(db: Queryable): db is pg.Pool {
 }
 
 /** The `limit` most charged users of the range (charge only), ties by id. */
-async function rankUsers(db: Queryable, q: UsageQuery): Promise<RankedUser[]> {
+async function rankUsers(db: Queryable, q: UsageQuery): Promise<string[]> {
   const params = new Params();
   const union = piecesSql(q, decompose(q.since ?? null, q.until ?? null, levelsFor(q), LEDGER), params, null, true);
-  const result = await db.query<{ k: string; charged_nano: string }>(
-    `select k, usage_sum(charged_nano)::text as charged_nano from (${union}) usage
+  const result = await db.query<{ k: string }>(
+    `select k from (${union}) usage
       group by k order by usage_sum(charged_nano) desc, ${keyOrder('user')} limit ${params.add(q.limit, 'integer')}`,
     params.values,
   );
-  return result.rows.map((row) => ({ key: row.k, chargedNano: parseNano(row.charged_nano) }));
+  return result.rows.map((row) => row.k);
 }
 
 /**

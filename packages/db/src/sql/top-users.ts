@@ -48,8 +48,6 @@ import { nextPeriod, periodsCovering, type Period } from './periods.js';
 import { Params } from './params.js';
 import type { Queryable } from './queryable.js';
 
-export interface RankedUser { key: string; chargedNano: bigint }
-
 /**
  * The caller's usage over the range, as SQL yielding (k, measures...) rows, any number per
  * user: `periods` for the users of the relation named `candidates` (one column, id), `edges`
@@ -149,7 +147,9 @@ function chooseCover(since: Date, until: Date): Cover | null {
 }
 
 /** A winner with every measure summed over the range. */
-export interface TopUser extends RankedUser {
+export interface TopUser {
+  key: string;
+  chargedNano: bigint;
   requests: number;
   promptTokens: number;
   completionTokens: number;
