@@ -45,6 +45,7 @@ import type { RequestRow, RequestState } from './requests.js';
 import type { UserRow } from './users.js';
 import { ceilTo, floorTo, type Period as RollupPeriod } from './periods.js';
 import { Params } from './params.js';
+import { inReadSnapshot } from './snapshot.js';
 import { boundedTopUsers, type Depth, type UsageSql } from './top-users.js';
 
 export { ceilTo, floorTo } from './periods.js';
@@ -286,7 +287,7 @@ export function decompose<S>(since: Date | null, until: Date | null, levels: Arr
  * a model's summary reads only the hourly rollup) is probed per user like the others.
  */
 function probedPerUser(piece: Piece<Source>): boolean {
-  if (['usage_user_daily', 'usage_user_weekly', 'usage_user_monthly'].includes(piece.source.table)) return true;
+  if ([USER_DAILY, USER_WEEKLY, USER_MONTHLY].includes(piece.source)) return true;
   // A whole range of hours (per-model-of-user summaries read only the hourly rollup): per user.
   const hours = piece.from === null || piece.to === null ? Infinity : (piece.to.getTime() - piece.from.getTime()) / 3_600_000;
   return piece.source === USAGE_HOURLY && hours > 24;
@@ -383,21 +384,11 @@ export async function usageSummary(db: Queryable, q: UsageQuery): Promise<UsageR
  */
 async function serialPlans<T>(db: Queryable, run: (client: Queryable) => Promise<T>): Promise<T> {
   if (!isPool(db)) return run(db);
-  const client = await db.connect();
-  let broken: Error | undefined;
-  try {
-    // One snapshot for every statement: the bounded top users reads lists, then sums (top-users.ts).
-    await client.query('begin isolation level repeatable read read only');
+  // One snapshot for every statement: the bounded top users reads lists, then sums (top-users.ts).
+  return inReadSnapshot(db, async (client) => {
     await client.query(`set local max_parallel_workers_per_gather = 0`);
-    const result = await run(client);
-    await client.query('commit');
-    return result;
-  } catch (error) {
-    await client.query('rollback').catch((rollbackError: unknown) => { broken = rollbackError as Error; });
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+    return run(client);
+  });
 }
 
 /** A pool (a client has connect() too, but no pool counters). */

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Queryable } from './queryable.js';
 import { rollupMismatches } from './reports.js';
+import { inReadSnapshot } from './snapshot.js';
 
 export interface VerifyOptions {
   /**
@@ -67,19 +68,7 @@ export interface VerifyReport {
  * concurrent settles cannot make a consistent database look broken.
  */
 export async function verifyBooks(pool: pg.Pool, options: VerifyOptions): Promise<VerifyReport> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('begin isolation level repeatable read read only');
-    const report = await runChecks(client, options);
-    await client.query('commit');
-    return report;
-  } catch (error) {
-    await client.query('rollback').catch((rollbackError: unknown) => { broken = rollbackError as Error; });
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+  return inReadSnapshot(pool, (client) => runChecks(client, options));
 }
 
 async function runChecks(db: Queryable, options: VerifyOptions): Promise<VerifyReport> {
