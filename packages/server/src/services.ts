@@ -10,6 +10,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Migration } from '@metergate/db';
 import type { OpenRouterClient } from './upstream/openrouter.js';
+import type { PriceBook } from './holds/price-book.js';
 
 /** Everything a route needs, built once by the runtime and passed down explicitly. */
 export interface Services {
@@ -22,6 +23,8 @@ export interface Services {
   readonly settler: Settler;
   readonly keyCache: KeyCache;
   readonly costLookup: CostLookup;
+  /** Model prices for worst-case holds (shared through Postgres, kept in memory). */
+  readonly priceBook: PriceBook;
   /** Finishes idempotency keys (stored or released), retrying while the database is away. */
   readonly idempotencyWriter: KeyWriter;
   readonly heartbeat: Heartbeat;
