@@ -10,9 +10,9 @@ import { upstreamBody, type ChatBody } from './chat-body.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
 import { costFromUsage, type MeasuredCost } from './usage-cost.js';
-import { CallAbandonedError } from '@metergate/db';
+import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
 import { admitReserve, admitSerialize, type AdmittedCall } from '../holds/admission.js';
-import { priceRequest } from '../holds/worst-case.js';
+import { defaultBudget, priceRequest, worstCaseNano, type Pricing } from '../holds/worst-case.js';
 
 export interface CallContext {
   readonly requestId: string;
@@ -50,7 +50,7 @@ export async function meteredCall(services: Services, call: CallContext): Promis
     await services.barrier.withUserCostLock(call.userId, async () => {
       const admitted = await admitSerialize(services, request, pricing);
       await runAdmitted(services, { ...call, admitted }, gone);
-    }, gone);
+    }, gone).catch((error: unknown) => refuseIfQueueCannotBeAfforded(services, call.userId, pricing, error));
   } catch (error) {
     if (!(error instanceof CallAbandonedError)) throw error;
     services.metrics.admissions.inc({ mode: services.config.barrierMode, outcome: 'client_gone' });
@@ -69,6 +69,25 @@ async function refuseBeforeQueueing(services: Services, userId: string): Promise
   if (afford === null || afford.availableAfterInFlightNano > services.config.minBalanceNano) return;
   services.metrics.admissions.inc({ mode: 'serialize', outcome: 'insufficient_credits_before_queue' });
   throw new MetergateError('insufficient_credits', 'insufficient credits: the available balance (the balance less the holds of calls whose cost is not known yet) must be above the minimum to start a call');
+}
+
+/**
+ * A full queue (BARRIER_QUEUE_DEPTH_MAX same-user calls waiting here) answers 503 busy only
+ * while the calls ahead could all still be afforded at this call's worst case; beyond that the
+ * user is out of credit for one more call, and 402 says so (a client retries a 503, and would
+ * only meet the 402 later).
+ */
+async function refuseIfQueueCannotBeAfforded(services: Services, userId: string, pricing: Pricing, error: unknown): Promise<never> {
+  if (!(error instanceof BarrierBusyError) || error.reason !== 'queue_full') throw error;
+  const afford = await requests.affordability(services.pools.write, userId);
+  const budget = pricing.priced ? defaultBudget(pricing.shape) : null;
+  const perCallNano = pricing.priced && budget !== null ? worstCaseNano(pricing.shape, budget) : services.config.holdFallbackNano;
+  const aheadNano = BigInt(services.config.barrierQueueDepthMax) * perCallNano;
+  if (afford !== null && afford.availableAfterInFlightNano - aheadNano <= services.config.minBalanceNano) {
+    services.metrics.admissions.inc({ mode: 'serialize', outcome: 'insufficient_credits_queue_full' });
+    throw new MetergateError('insufficient_credits', `insufficient credits: ${services.config.barrierQueueDepthMax} calls of this user are already waiting and their worst case exceeds the available balance`);
+  }
+  throw error;
 }
 
 /** Aborts once the client's connection closes before the response was finished. */
