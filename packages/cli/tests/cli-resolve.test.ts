@@ -8,7 +8,7 @@ import { like, runCli, type CliResult } from './run-cli.js';
 async function openWithHold(db: TestDatabase['pool'], userId: string, holdNano: bigint): Promise<string> {
   const id = randomUUID();
   const admitted = await requests.admitRequest(db, { id, userId, replicaId: 'resolve-test', model: 'm/x', stream: false }, {
-    mode: 'serialize', minBalanceNano: 0n, upstreamHoldNano: holdNano, holdCompletionTokens: 10, lockKey: 0n,
+    minBalanceNano: 0n, upstreamHoldNano: holdNano, holdCompletionTokens: 10,
   });
   if (!admitted.admitted) throw new Error('not admitted');
   return id;

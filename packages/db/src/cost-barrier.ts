@@ -21,8 +21,6 @@ export interface CostBarrierOptions {
    * Postgres ends the session and frees the lock. Must exceed the longest upstream call.
    */
   holdMsMax: number;
-  /** Same-user admissions (reserve mode, `inTurn`) allowed to wait in this process. */
-  admissionQueueDepthMax?: number;
   onLockWait?: (seconds: number) => void;
   /** How long a serialize-mode holder kept the user's lock (acquired to COMMIT/ROLLBACK). */
   onLockHeld?: (seconds: number) => void;
@@ -90,15 +88,6 @@ export class CostBarrier {
    */
   async withUserCostLock<T>(userId: string, fn: (ctx: LockedContext) => Promise<T>, signal?: AbortSignal): Promise<T> {
     return this.inChain(userId, this.options.queueDepthMax, signal, () => this.runLocked(userId, fn, signal));
-  }
-
-  /**
-   * Reserve mode: fn runs after every earlier same-user caller in this process, holding no
-   * client: it takes the lock itself, inside its one admission statement, for milliseconds.
-   * Only one same-user admission per process waits on Postgres at a time.
-   */
-  async inTurn<T>(userId: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return this.inChain(userId, this.options.admissionQueueDepthMax ?? this.options.queueDepthMax, signal, fn);
   }
 
   private async inChain<T>(userId: string, depthMax: number, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {

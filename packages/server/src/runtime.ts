@@ -18,6 +18,8 @@ import { Reconciler, type Housekeeping } from './reconcile/reconciler.js';
 import type { Services } from './services.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
 import { PriceBook } from './holds/price-book.js';
+import { AdmissionBatcher } from './holds/admission-batcher.js';
+import { runAdmissionBatch } from './holds/admission.js';
 
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations');
@@ -97,7 +99,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const barrierRef: { current: CostBarrier | null } = { current: null };
   const priceBookRef: { current: PriceBook | null } = { current: null };
   const metrics = createMetrics({
-    queueDepth: () => barrierRef.current?.queued ?? 0,
+    queueDepth: () => (barrierRef.current?.queued ?? 0) + (servicesRef.current?.admissions.waiting ?? 0),
     pinnedClients: () => barrierRef.current?.pinned ?? 0,
     poolClients: () => [
       ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write),
@@ -108,7 +110,6 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const barrier = new CostBarrier({
     pool: pools.lock, acquireTimeoutMs: config.poolAcquireTimeoutMs, lockTimeoutMs: config.lockTimeoutMs,
     queueWaitMs: config.barrierQueueWaitMs, queueDepthMax: config.barrierQueueDepthMax,
-    admissionQueueDepthMax: config.admissionQueueDepthMax,
     onLockHeld: (seconds) => metrics.lockHold.observe({ mode: 'serialize' }, seconds),
     // The holder idles in its transaction for the whole upstream call; Postgres ends it only
     // if this process hangs past the longest call we allow.
@@ -141,12 +142,19 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     backoffMs: config.reconcileBackoffMs, backoffMsMax: config.reconcileBackoffMsMax,
     attemptsMax: config.reconcileAttemptsMax, ageMsMax: config.reconcileAgeMsMax,
   });
-  return {
-    config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, priceBook,
+  const servicesRef: { current: Services | null } = { current: null };
+  const admissions = new AdmissionBatcher(
+    (userId, calls) => runAdmissionBatch(servicesRef.current!, userId, calls),
+    config.admissionQueueDepthMax, Math.max(1, Math.ceil(config.statementTimeoutMs / 1000)),
+  );
+  const services: Services = {
+    config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, priceBook, admissions,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
     idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler,
     lifecycle: { draining: false, inFlight: 0 },
   };
+  servicesRef.current = services;
+  return services;
 }
 
 const SILENT_REPLICA_ROW_MS = 86_400_000;

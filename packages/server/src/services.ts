@@ -11,6 +11,7 @@ import type { Metrics } from './metrics.js';
 import type { Migration } from '@metergate/db';
 import type { OpenRouterClient } from './upstream/openrouter.js';
 import type { PriceBook } from './holds/price-book.js';
+import type { AdmissionBatcher } from './holds/admission-batcher.js';
 
 /** Everything a route needs, built once by the runtime and passed down explicitly. */
 export interface Services {
@@ -25,6 +26,8 @@ export interface Services {
   readonly costLookup: CostLookup;
   /** Model prices for worst-case holds (shared through Postgres, kept in memory). */
   readonly priceBook: PriceBook;
+  /** Reserve mode's per-user admission queue (one statement per user in flight, batched). */
+  readonly admissions: AdmissionBatcher;
   /** Finishes idempotency keys (stored or released), retrying while the database is away. */
   readonly idempotencyWriter: KeyWriter;
   readonly heartbeat: Heartbeat;

@@ -25,7 +25,6 @@ export async function insertRequest(db: Queryable, request: NewRequest): Promise
 export type BarrierMode = 'serialize' | 'reserve';
 
 export interface Admission {
-  mode: BarrierMode;
   /** The admission floor: MIN_BALANCE in nano-USD. */
   minBalanceNano: bigint;
   /**
@@ -35,56 +34,79 @@ export interface Admission {
   upstreamHoldNano: bigint;
   /** The completion budget the hold was computed with; null for a fallback hold. */
   holdCompletionTokens: number | null;
-  /** Reserve mode takes the user's cost lock inside the statement (serialize holds it already). */
-  lockKey: bigint;
 }
 
 export type AdmitResult = { admitted: true; holdNano: bigint } | { admitted: false };
 
-/** charged = ceil(upstream × ppm / 1e6), as in the settle statement (ledger.ts). */
-const HOLD_EXPR = `div($6::bigint::numeric * coalesce(u.multiplier_ppm, s.default_multiplier_ppm) + 999999, 1000000)::bigint`;
-
 /**
- * Serialize: the caller holds the user's cost lock for the whole call; admit while
+ * Serialize mode's admission, the hold and the durable trace in one statement (one round trip,
+ * committed on its own), run while the caller holds the user's cost lock: admitted while
  * available = balance − held is above the minimum (this call's own hold is not counted: the
- * bound is one request). Reserve: take the same lock for this statement only, and admit while
- * available − hold ≥ minimum, so holds never promise more than the balance.
- */
-const ADMIT_SQL = {
-  serialize: `
-    with account as (
-      update users u set held_nano = u.held_nano + ${HOLD_EXPR}
-        from pricing_settings s
-       where u.id = $2::text and u.balance_nano - u.held_nano > $7::bigint
-      returning u.id, ${HOLD_EXPR} as hold)
-    insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens)
-    select $1::uuid, id, $3::text, $4::text, $5::boolean, 'in_flight', hold, $8::integer from account
-    returning hold_nano`,
-  reserve: `
-    with lock as (select pg_advisory_xact_lock($9::bigint)),
-    account as (
-      update users u set held_nano = u.held_nano + ${HOLD_EXPR}
-        from pricing_settings s, lock
-       where u.id = $2::text and u.balance_nano - u.held_nano - ${HOLD_EXPR} >= $7::bigint
-      returning u.id, ${HOLD_EXPR} as hold)
-    insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens)
-    select $1::uuid, id, $3::text, $4::text, $5::boolean, 'in_flight', hold, $8::integer from account
-    returning hold_nano`,
-} as const;
-
-/**
- * Admission, the hold and the durable trace in one statement (one round trip, committed on its
- * own): the user's held_nano grows by the hold and the request row is written with it, or
- * neither happens. The `users` row lock makes concurrent admissions of one user see each
- * other's holds whatever the mode.
+ * bound is one request); held_nano grows by the hold (the worst case × the user's multiplier,
+ * rounded up as the settle rounds) and the request row is written with it, or neither happens.
+ * Reserve mode admits with admitBatch below.
  */
 export async function admitRequest(db: Queryable, request: NewRequest, admission: Admission): Promise<AdmitResult> {
-  const params: unknown[] = [request.id, request.userId, request.replicaId, request.model, request.stream,
-    admission.upstreamHoldNano.toString(), admission.minBalanceNano.toString(), admission.holdCompletionTokens];
-  if (admission.mode === 'reserve') params.push(admission.lockKey.toString());
-  const result = await db.query<{ hold_nano: string }>(ADMIT_SQL[admission.mode], params);
+  const hold = `div($6::bigint::numeric * coalesce(u.multiplier_ppm, s.default_multiplier_ppm) + 999999, 1000000)::bigint`;
+  const result = await db.query<{ hold_nano: string }>(
+    `with account as (
+       update users u set held_nano = u.held_nano + ${hold}
+         from pricing_settings s
+        where u.id = $2::text and u.balance_nano - u.held_nano > $7::bigint
+       returning u.id, ${hold} as hold)
+     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens)
+     select $1::uuid, id, $3::text, $4::text, $5::boolean, 'in_flight', hold, $8::integer from account
+     returning hold_nano`,
+    [request.id, request.userId, request.replicaId, request.model, request.stream,
+      admission.upstreamHoldNano.toString(), admission.minBalanceNano.toString(), admission.holdCompletionTokens],
+  );
   const row = result.rows[0];
   return row === undefined ? { admitted: false } : { admitted: true, holdNano: BigInt(row.hold_nano) };
+}
+
+export interface BatchAdmission {
+  userId: string;
+  replicaId: string;
+  minBalanceNano: bigint;
+  lockKey: bigint;
+  /** In arrival order: each admitted only if it and every admitted one before it fit. */
+  calls: Array<{ id: string; model: string | null; stream: boolean; upstreamHoldNano: bigint; holdCompletionTokens: number | null }>;
+}
+
+/**
+ * Reserve mode, many same-user admissions in one statement (one round trip, one lock, one
+ * commit): in arrival order, a call is admitted while available − (its hold + the holds
+ * admitted before it) ≥ minimum. The user's row is locked first, so the available balance is
+ * the latest committed one, and held_nano grows by exactly the holds written.
+ * Returns the hold (charged nano-USD) of each admitted call by request id.
+ */
+export async function admitBatch(db: Queryable, batch: BatchAdmission): Promise<Map<string, bigint>> {
+  const result = await db.query<{ id: string; hold_nano: string }>(
+    `with lock as (select pg_advisory_xact_lock($1::bigint)),
+     account as (
+       select u.id, u.balance_nano - u.held_nano as available, coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm
+         from users u cross join pricing_settings s cross join lock
+        where u.id = $2::text
+          for update of u),
+     running as (
+       select t.id, t.model, t.stream, t.tokens, h.hold,
+              a.available - sum(h.hold) over (order by t.ord) as left_after
+         from unnest($3::uuid[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[])
+                with ordinality as t(id, model, stream, upstream_hold, tokens, ord)
+        cross join account a
+        cross join lateral (select div(t.upstream_hold::numeric * a.ppm + 999999, 1000000)::bigint as hold) h),
+     admitted as (select * from running where left_after >= $8::bigint),
+     held as (
+       update users set held_nano = held_nano + (select sum(hold) from admitted)
+        where id = $2::text and exists (select 1 from admitted))
+     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens)
+     select id, $2::text, $9::text, model, stream, 'in_flight', hold, tokens from admitted
+     returning id::text, hold_nano::text`,
+    [batch.lockKey.toString(), batch.userId, batch.calls.map((c) => c.id), batch.calls.map((c) => c.model),
+      batch.calls.map((c) => c.stream), batch.calls.map((c) => c.upstreamHoldNano.toString()),
+      batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId],
+  );
+  return new Map(result.rows.map((row) => [row.id, BigInt(row.hold_nano)]));
 }
 
 export interface Affordability {

@@ -42,7 +42,7 @@ export async function meteredCall(services: Services, call: CallContext): Promis
   };
   try {
     if (services.config.barrierMode === 'reserve') {
-      const admitted = await services.barrier.inTurn(call.userId, () => admitReserve(services, request, pricing), gone);
+      const admitted = await admitReserve(services, request, pricing, gone);
       await runAdmitted(services, { ...call, admitted }, gone);
       return;
     }

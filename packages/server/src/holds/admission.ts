@@ -3,6 +3,7 @@ import { costLockKey, formatNano, requests, type Affordability, type NewRequest 
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
 import { affordableBudget, defaultBudget, worstCaseNano, type CostShape, type Pricing } from './worst-case.js';
+import type { HoldCall } from './admission-batcher.js';
 
 /** Below this, a reserve-mode budget is refused rather than sent (some providers require ≥ 16). */
 export const RESERVE_COMPLETION_TOKENS_MIN = 16n;
@@ -36,8 +37,7 @@ export async function admitSerialize(services: Services, request: NewRequest, pr
   const bounded = pricing.priced && budget !== null;
   const upstreamHoldNano = bounded ? worstCaseNano(pricing.shape, budget) : services.config.holdFallbackNano;
   const result = await requests.admitRequest(services.pools.write, request, {
-    mode: 'serialize', minBalanceNano: services.config.minBalanceNano, upstreamHoldNano,
-    holdCompletionTokens: bounded ? tokensColumn(budget) : null, lockKey: costLockKey(request.userId),
+    minBalanceNano: services.config.minBalanceNano, upstreamHoldNano, holdCompletionTokens: bounded ? tokensColumn(budget) : null,
   });
   if (!result.admitted) {
     throw refused(services, 'insufficient credits: the available balance (the balance less the holds of calls whose cost is not known yet) must be above the minimum to start a call');
@@ -57,7 +57,7 @@ function spareUpstreamNano(services: Services, afford: Affordability): bigint {
  * whole worst case fits (available − hold ≥ minimum). A client that sets no output limit gets
  * the largest one it can afford, sent upstream as max_tokens.
  */
-export async function admitReserve(services: Services, request: NewRequest, pricing: Pricing): Promise<AdmittedCall> {
+export async function admitReserve(services: Services, request: NewRequest, pricing: Pricing, signal?: AbortSignal): Promise<AdmittedCall> {
   if (!pricing.priced) {
     services.metrics.admissions.inc({ mode: 'reserve', outcome: 'unpriced_model' });
     throw new MetergateError('unpriced_model', `${pricing.reason}: this proxy cannot bound the call's cost, so it does not start it (an operator can pin a price: PUT /admin/prices)`, { param: 'model' });
@@ -65,32 +65,48 @@ export async function admitReserve(services: Services, request: NewRequest, pric
   const { shape } = pricing;
   if (shape.clientBudget !== null) {
     const budget = defaultBudget(shape)!;
-    const admitted = await admitWithHold(services, request, worstCaseNano(shape, budget), budget);
-    if (admitted !== null) return { holdNano: admitted, injectedMaxTokens: null };
+    const held = await services.admissions.admit(request.userId, holdCall(request, worstCaseNano(shape, budget), budget), signal);
+    if (held !== null) return admittedReserve(services, held, null);
     throw await unaffordable(services, request.userId, shape, budget);
   }
-  // Two tries: another replica may spend between the read and the admission.
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    const afford = await readAffordability(services, request.userId);
-    const fits = affordableBudget(shape, spareUpstreamNano(services, afford));
-    if (fits === null || fits < RESERVE_COMPLETION_TOKENS_MIN) break;
-    const budget = fits > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : fits;
-    const admitted = await admitWithHold(services, request, worstCaseNano(shape, budget), budget);
-    if (admitted !== null) return { holdNano: admitted, injectedMaxTokens: Number(budget) };
-  }
-  throw await unaffordable(services, request.userId, shape, null);
+  // The budget depends on the balance: read it and admit in one turn of this user's queue.
+  return services.admissions.solo(request.userId, async () => {
+    // Two tries: another replica may spend between the read and the admission.
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      const afford = await readAffordability(services, request.userId);
+      const fits = affordableBudget(shape, spareUpstreamNano(services, afford));
+      if (fits === null || fits < RESERVE_COMPLETION_TOKENS_MIN) break;
+      const budget = fits > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : fits;
+      const held = await admitOne(services, request, holdCall(request, worstCaseNano(shape, budget), budget));
+      if (held !== null) return admittedReserve(services, held, Number(budget));
+    }
+    throw await unaffordable(services, request.userId, shape, null);
+  }, signal);
 }
 
-async function admitWithHold(services: Services, request: NewRequest, upstreamHoldNano: bigint, budget: bigint): Promise<bigint | null> {
-  const started = performance.now();
-  const result = await requests.admitRequest(services.pools.write, request, {
-    mode: 'reserve', minBalanceNano: services.config.minBalanceNano, upstreamHoldNano,
-    holdCompletionTokens: tokensColumn(budget), lockKey: costLockKey(request.userId),
-  });
-  services.metrics.lockHold.observe({ mode: 'reserve' }, (performance.now() - started) / 1000);
-  if (!result.admitted) return null;
+function holdCall(request: NewRequest, upstreamHoldNano: bigint, budget: bigint): HoldCall {
+  return { id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget) };
+}
+
+function admittedReserve(services: Services, holdNano: bigint, injectedMaxTokens: number | null): AdmittedCall {
   services.metrics.admissions.inc({ mode: 'reserve', outcome: 'admitted' });
-  return result.holdNano;
+  return { holdNano, injectedMaxTokens };
+}
+
+async function admitOne(services: Services, request: NewRequest, call: HoldCall): Promise<bigint | null> {
+  return (await runAdmissionBatch(services, request.userId, [call])).get(call.id) ?? null;
+}
+
+/** One reserve admission statement (the user's lock is held inside it, for its duration). */
+export async function runAdmissionBatch(services: Services, userId: string, calls: HoldCall[]): Promise<Map<string, bigint>> {
+  const started = performance.now();
+  try {
+    return await requests.admitBatch(services.pools.write, {
+      userId, replicaId: services.config.replicaId, minBalanceNano: services.config.minBalanceNano, lockKey: costLockKey(userId), calls,
+    });
+  } finally {
+    services.metrics.lockHold.observe({ mode: 'reserve' }, (performance.now() - started) / 1000);
+  }
 }
 
 async function readAffordability(services: Services, userId: string): Promise<Affordability> {

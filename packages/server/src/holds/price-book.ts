@@ -15,6 +15,7 @@ export interface PriceBookOptions {
 }
 
 const MODELS_BYTES_MAX = 32 * 1024 * 1024;
+const START_POLL_MS = 200;
 
 /**
  * Model prices for worst-case holds, kept in memory from the shared `model_prices` table. One
@@ -41,9 +42,20 @@ export class PriceBook {
     return this.#prices.get(modelId);
   }
 
-  /** Loads (and if stale refreshes) the book once, then keeps it current on a timer. */
+  /**
+   * Loads (and if stale refreshes) the book once, then keeps it current on a timer. On a fresh
+   * database another replica may hold the refresh claim: wait (bounded) for its prices rather
+   * than start with an empty book, which reserve mode would answer with "unpriced" until the
+   * next reload.
+   */
   async start(): Promise<void> {
     await this.runTick();
+    const until = Date.now() + 2 * this.options.fetchTimeoutMs;
+    while (this.#prices.size === 0 && Date.now() < until && (await priceBook.refreshState(this.pool)).refreshedAt === null) {
+      await new Promise((resolve) => setTimeout(resolve, START_POLL_MS));
+      await this.runTick();
+    }
+    if (this.#prices.size === 0) this.log.error('the price book is empty: reserve mode refuses every call until prices load (see GET /admin/prices)');
     this.schedule();
   }
 
