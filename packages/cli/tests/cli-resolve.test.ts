@@ -58,6 +58,19 @@ QUnit.module('closing stuck requests by hand (CLI and admin API)', (hooks) => {
     assert.strictEqual((await cli('void-request', id, '--note', 'twice')).code, 4, 'exactly once');
   });
 
+  QUnit.test('prices: pin (exact USD strings), list, unpin; a bad price exits 2 and pins nothing', async (assert) => {
+    const bad = await cli('prices', 'pin', 'v/m', '--prompt', '-1', '--completion', '0.000002');
+    assert.strictEqual(bad.code, 2, bad.stderr);
+    const pinned = await cli('prices', 'pin', 'v/m', '--prompt', '0.0000000005', '--completion', '0.000002', '--context-length', '8000', '--json');
+    assert.strictEqual(pinned.code, 0, pinned.stderr);
+    const row = JSON.parse(pinned.stdout) as { prompt: string; completion: string; source: string; context_length: number };
+    assert.deepEqual([row.prompt, row.completion, row.source, row.context_length], ['0.0000000005', '0.000002', 'operator', 8000], 'below one nano-USD per token, kept exactly');
+    const listed = JSON.parse((await cli('prices', 'list', '--json')).stdout) as { data: Array<{ model: string }> };
+    assert.deepEqual(listed.data.map((p) => p.model), ['v/m']);
+    assert.strictEqual((await cli('prices', 'unpin', 'v/m')).code, 0);
+    assert.strictEqual((await cli('prices', 'unpin', 'v/m')).code, 3, 'nothing left to unpin');
+  });
+
   QUnit.test('admin API: POST /admin/requests/:id/settle and /void, same rules, OpenAI-shaped errors', async (assert) => {
     const stack = await startStack();
     try {

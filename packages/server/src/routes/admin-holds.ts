@@ -10,7 +10,8 @@
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { formatAttoUsd, ledger, priceBook, PriceFormatError, requests, usdPriceToAtto, usdTextToNano, type ModelPrice } from '@metergate/db';
+import { ledger, priceBook, PriceFormatError, requests, usdPriceToAtto, usdTextToNano } from '@metergate/db';
+import { priceJson } from '../http/price-json.js';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
@@ -94,16 +95,6 @@ async function notClosable(services: Services, id: string): Promise<MetergateErr
   const row = await requests.getRequest(services.pools.write, id);
   if (row === null) return new MetergateError('not_found', `no request ${id}`);
   return new MetergateError('conflict', `request ${id} is ${row.state}: only awaiting_cost or unresolved requests can be closed by hand`);
-}
-
-function priceJson(p: ModelPrice) {
-  return {
-    model: p.modelId, prompt: formatAttoUsd(p.promptAtto), completion: formatAttoUsd(p.completionAtto),
-    request: formatAttoUsd(p.requestAtto), image: formatAttoUsd(p.imageAtto), web_search: formatAttoUsd(p.webSearchAtto),
-    internal_reasoning: formatAttoUsd(p.internalReasoningAtto), input_cache_read: formatAttoUsd(p.inputCacheReadAtto),
-    input_cache_write: formatAttoUsd(p.inputCacheWriteAtto), context_length: p.contextLength,
-    max_completion_tokens: p.maxCompletionTokens, source: p.source, note: p.note, updated_at: p.updatedAt.toISOString(),
-  };
 }
 
 function atto(text: string | undefined, field: string): bigint {
