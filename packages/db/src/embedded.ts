@@ -38,18 +38,26 @@ const USER = 'postgres';
  */
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedPostgresHandle> {
   await mkdir(options.dataDir, { recursive: true });
-  const password = await loadPassword(options.dataDir);
-  const url = `postgres://${USER}:${password}@127.0.0.1:${options.port}/postgres`;
-  const probe = await probeCluster(url);
-  if (probe === 'ours') return { url, owned: false, stop: async () => undefined };
+  const saved = await readPassword(options.dataDir);
+  // Without a saved password nothing running can be ours; the probe still tells what holds the port.
+  const urlWith = (password: string) => `postgres://${USER}:${password}@127.0.0.1:${options.port}/postgres`;
+  const probe = await probeCluster(urlWith(saved ?? randomBytes(18).toString('base64url')));
+  if (probe === 'ours') return { url: urlWith(saved!), owned: false, stop: async () => undefined };
   if (await portAcceptsConnections(options.port)) throw await portTaken(options, probe);
 
   const layout = await clusterLayout(options.dataDir);
+  const initialised = existsSync(path.join(layout.clusterDir, 'PG_VERSION'));
+  if (initialised && saved === null) {
+    throw new EmbeddedPostgresError('launch_failed',
+      `embedded Postgres found its cluster in ${layout.clusterDir} but not the password it was made with ` +
+      `(${path.join(options.dataDir, 'password')} is gone). To start afresh, delete ${path.dirname(layout.clusterDir)}` +
+      `${layout.clusterDir === path.resolve(options.dataDir, 'cluster') ? '' : ` and ${options.dataDir}`}; or restore the file.`);
+  }
+  const password = saved ?? await createPassword(options.dataDir);
+  const url = urlWith(password);
   const onLog = options.onLog ?? (() => undefined);
   const settings: Record<string, string> = { listen_addresses: '127.0.0.1', ...options.settings };
-  if (!existsSync(path.join(layout.clusterDir, 'PG_VERSION'))) {
-    await initCluster(layout, password, settings.fsync === 'off', onLog);
-  }
+  if (!initialised) await initCluster(layout, password, settings.fsync === 'off', onLog);
   const flags = Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
   const postmaster = await startPostmaster(layout, options.port, flags, onLog);
   return { url, owned: true, stop: () => postmaster.stop() };
@@ -81,11 +89,14 @@ async function stopLeftover(clusterDir: string): Promise<void> {
   }
 }
 
-async function loadPassword(dataDir: string): Promise<string> {
+async function readPassword(dataDir: string): Promise<string | null> {
   const file = path.join(dataDir, 'password');
-  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  return existsSync(file) ? (await readFile(file, 'utf8')).trim() : null;
+}
+
+async function createPassword(dataDir: string): Promise<string> {
   const password = randomBytes(18).toString('base64url');
-  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  await writeFile(path.join(dataDir, 'password'), `${password}\n`, { mode: 0o600 });
   return password;
 }
 

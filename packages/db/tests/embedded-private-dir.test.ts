@@ -109,6 +109,13 @@ QUnit.module('embedded Postgres from a 0700 folder', () => {
       assert.strictEqual(third.result.owned, true, 'restarted');
       assert.deepEqual((await query(third.result.url!, 'select v from kept')).rows, [{ v: 42 }], 'the data survived the restart');
       assert.strictEqual(await finish(third), 0);
+
+      // The cluster outlives a deleted .data/postgres/password: say so instead of failing logins.
+      await rm(path.join(dataDir, 'password'));
+      const orphaned = await launch(checkout, dataDir, port);
+      launched.push(orphaned);
+      assert.true(/found its cluster in .* but not the password .* To start afresh, delete /.test(orphaned.result.error ?? ''),
+        `a sentence saying what to do: ${orphaned.result.error}`);
     } finally {
       for (const { child } of launched) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await removeEmbeddedPostgres(dataDir).catch(() => undefined);
