@@ -1,10 +1,9 @@
 // A throwaway Postgres for tests and benchmarks: DATABASE_URL if set, else an embedded
 // cluster in .test-data/ on a free port, with durability off (it is deleted afterwards).
-import { rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEmbeddedPostgres } from '@metergate/db';
+import { removeEmbeddedPostgres, startEmbeddedPostgres } from '@metergate/db';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -30,7 +29,8 @@ export async function startThrowawayPostgres(name, env = process.env) {
     url: handle.url, embedded: true,
     async stop() {
       await handle.stop();
-      await rm(dir, { recursive: true, force: true });
+      // Also root's copy of the cluster outside the checkout (see packages/db/src/embedded-layout.ts).
+      await removeEmbeddedPostgres(dir);
     },
   };
 }
