@@ -1,4 +1,4 @@
-import { isDatabaseUnavailable, ledger, type SettledEntry } from '@metergate/db';
+import { isDatabaseUnavailable, ledger, requests, type SettledEntry } from '@metergate/db';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -80,6 +80,13 @@ export class Settler {
   }
 
   private defer(input: SettleInput, attempt: number, error: unknown): void {
+    if (attempt === 0 && input.generationId !== null) {
+      // The durable trace gets the generation id now if the database takes anything at all:
+      // should this process die before a retry lands, the reconciler can still look it up.
+      requests.recordGenerationId(this.pool, input.requestId, input.generationId).catch((recordError: unknown) => {
+        this.log.warn({ err: recordError, requestId: input.requestId }, 'could not record the generation id of a deferred settle');
+      });
+    }
     const delayMs = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
     this.metrics.settles.inc({ outcome: 'deferred' });
     const level = isDatabaseUnavailable(error) ? 'warn' : 'error';
