@@ -68,7 +68,7 @@ QUnit.module('holds (reserve mode): one replica, a thousand open streams', (hook
     let open = 0;
     let openPeak = 0;
     const results = await Promise.all(Array.from({ length: 1_000 }, () => chatCall(f.cluster.urls[0]!, key,
-      body({ chunk_delay_ms: 400, completion_tokens: 10 }, 20), {
+      body({ chunk_delay_ms: 400, completion_tokens: 20 }, 40), {
         timeoutMs: 90_000, onFirstByte: () => { open += 1; openPeak = Math.max(openPeak, open); },
       }).then((r) => { if (r.firstByteAtMs !== null) open -= 1; return r; })));
     watching = false;
