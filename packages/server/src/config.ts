@@ -36,6 +36,9 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   REPLICA_ID: z.string().min(1).max(128).optional(),
   MIN_BALANCE_USD: usdAmount.default(0n),
+  // Above 1e6 USD a charge at the largest multiplier (1000) could leave Postgres's bigint.
+  CALL_COST_MAX_USD: usdAmount.default(1_000n * 1_000_000_000n)
+    .refine((nano) => nano > 0n && nano <= 1_000_000n * 1_000_000_000n, 'must be above 0 and at most 1000000 (USD)'),
   LOCK_POOL_SIZE: int(1, 1000, 20),
   WRITE_POOL_SIZE: int(1, 1000, 10),
   POOL_ACQUIRE_TIMEOUT_MS: int(10, 600_000, 5_000),
@@ -103,6 +106,8 @@ export interface Config {
   readonly upstreamDurationMsMax: number;
   readonly upstreamConnectionsMax: number;
   readonly bodyBytesMax: number;
+  /** An upstream cost above this (or negative) is left unresolved for an operator, not charged. */
+  readonly callCostMaxNano: bigint;
   readonly upstreamBodyBytesMax: number;
   readonly settleTimeoutMs: number;
   readonly costLookupAttemptsMax: number;
@@ -160,7 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     openRouterBaseUrl: e.OPENROUTER_BASE_URL.replace(/\/+$/, ''), openRouterApiKey: e.OPENROUTER_API_KEY ?? null,
     adminToken: e.ADMIN_TOKEN ?? null, logLevel: e.LOG_LEVEL,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
-    minBalanceNano: e.MIN_BALANCE_USD,
+    minBalanceNano: e.MIN_BALANCE_USD, callCostMaxNano: e.CALL_COST_MAX_USD,
     lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
     lockTimeoutMs: e.LOCK_TIMEOUT_MS, barrierQueueWaitMs: e.BARRIER_QUEUE_WAIT_MS,
     barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
