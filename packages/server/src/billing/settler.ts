@@ -19,7 +19,9 @@ const RETRY_DELAYS_MS = [250, 500, 1_000, 2_000, 5_000, 10_000, 30_000];
 /**
  * Writes a request's cost to the ledger exactly once. When the database cannot take it now,
  * the settlement is kept in memory and retried with backoff until it lands (or the process
- * dies, and the reconciler settles it from the generation lookup). Nothing is swallowed.
+ * dies, and the reconciler settles it from the generation lookup). A cost out of range, or a
+ * settle Postgres refuses for good, is not retried: the request is marked `unresolved` with
+ * the reason, for an operator. Nothing is swallowed.
  */
 export class Settler {
   readonly #retrying = new Map<string, { input: SettleInput; attempt: number; timer: NodeJS.Timeout }>();
@@ -87,7 +89,11 @@ export class Settler {
 
   /** If this write fails the caller defers and retries it like a settle (it is idempotent). */
   private async unresolve(input: SettleInput, reason: string): Promise<SettleResult> {
-    await requests.markUnresolved(this.pool, input.requestId, reason);
+    if (!(await requests.markUnresolved(this.pool, input.requestId, reason))) {
+      // Already closed elsewhere (settled by a reconciler, or marked before): nothing to do.
+      this.metrics.settles.inc({ outcome: 'already_settled' });
+      return 'already_settled';
+    }
     this.metrics.settles.inc({ outcome: 'unresolved' });
     return 'unresolved';
   }
@@ -96,7 +102,7 @@ export class Settler {
     const delayMs = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
     this.metrics.settles.inc({ outcome: 'deferred' });
     const level = isDatabaseUnavailable(error) ? 'warn' : 'error';
-    this.log[level]({ err: error, requestId: input.requestId, attempt, delayMs, cost: isRejectedCost(input.cost) ? input.cost : input.cost.costNano.toString() },
+    this.log[level]({ err: error, requestId: input.requestId, attempt, delayMs, costNano: isRejectedCost(input.cost) ? null : input.cost.costNano.toString() },
       'settle failed; kept in memory and retried');
     const timer = setTimeout(() => {
       this.attempt(input).then(
