@@ -41,6 +41,9 @@ const envSchema = z.object({
   ADMISSION_QUEUE_DEPTH_MAX: int(1, 1_000_000, 4_096),
   PRICE_REFRESH_MS: int(1_000, 7 * 86_400_000, 600_000),
   PRICE_BOOK_RELOAD_MS: int(100, 3_600_000, 30_000),
+  // Above 1e6 USD a charge at the largest multiplier (1000) could leave Postgres's bigint.
+  CALL_COST_MAX_USD: usdAmount.default(1_000n * 1_000_000_000n)
+    .refine((nano) => nano > 0n && nano <= 1_000_000n * 1_000_000_000n, 'must be above 0 and at most 1000000 (USD)'),
   LOCK_POOL_SIZE: int(1, 1000, 20),
   WRITE_POOL_SIZE: int(1, 1000, 10),
   POOL_ACQUIRE_TIMEOUT_MS: int(10, 600_000, 5_000),
@@ -121,6 +124,8 @@ export interface Config {
   readonly upstreamDurationMsMax: number;
   readonly upstreamConnectionsMax: number;
   readonly bodyBytesMax: number;
+  /** An upstream cost above this (or negative) is left unresolved for an operator, not charged. */
+  readonly callCostMaxNano: bigint;
   readonly upstreamBodyBytesMax: number;
   readonly settleTimeoutMs: number;
   readonly costLookupAttemptsMax: number;
@@ -183,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     replicaId: e.REPLICA_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     minBalanceNano: e.MIN_BALANCE_USD, barrierMode: e.BARRIER, holdFallbackNano: e.HOLD_FALLBACK_USD,
     admissionQueueDepthMax: e.ADMISSION_QUEUE_DEPTH_MAX, priceRefreshMs: e.PRICE_REFRESH_MS, priceBookReloadMs: e.PRICE_BOOK_RELOAD_MS,
+    callCostMaxNano: e.CALL_COST_MAX_USD,
     lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
     lockTimeoutMs: e.LOCK_TIMEOUT_MS, barrierQueueWaitMs: e.BARRIER_QUEUE_WAIT_MS,
     barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,

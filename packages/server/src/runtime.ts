@@ -131,6 +131,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   priceBookRef.current = priceBook;
   const costLookup = new CostLookup(upstream, settler, pools.write, metrics, log, {
     attemptsMax: config.costLookupAttemptsMax, backoffMs: config.costLookupBackoffMs, requestTimeoutMs: config.upstreamTimeoutMs,
+    callCostMaxNano: config.callCostMaxNano,
   });
   const heartbeat = new Heartbeat(pools.write, config.replicaId, config.heartbeatIntervalMs, metrics, log);
   const reconciler = new Reconciler(pools.write, costLookup, settler, housekeeping(config, pools, metrics, log), metrics, log, {

@@ -5,14 +5,16 @@ import type { Metrics } from '../metrics.js';
 import type { OpenRouterClient } from '../upstream/openrouter.js';
 import type { Settler } from './settler.js';
 import { readBody } from '../upstream/read-body.js';
-import { costFromGeneration, type MeasuredCost } from './usage-cost.js';
+import { costFromGeneration, type UsageCost } from './usage-cost.js';
 
-export type LookupResult = { found: MeasuredCost } | { missing: 'not_found' | 'failed' };
+export type LookupResult = { found: UsageCost } | { missing: 'not_found' | 'failed' };
 
 export interface CostLookupLimits {
   attemptsMax: number;
   backoffMs: number;
   requestTimeoutMs: number;
+  /** Costs above this are not charged automatically (README, "Money"). */
+  callCostMaxNano: bigint;
 }
 
 const BACKOFF_CAP_MS = 30_000;
@@ -63,7 +65,7 @@ export class CostLookup {
       if (response.status === 404) return this.outcome({ missing: 'not_found' });
       if (response.status !== 200) return this.outcome({ missing: 'failed' });
       const data = (JSON.parse(text) as { data?: Record<string, unknown> }).data;
-      const cost = data === undefined ? null : costFromGeneration(data);
+      const cost = data === undefined ? null : costFromGeneration(data, this.limits.callCostMaxNano);
       return this.outcome(cost === null ? { missing: 'failed' } : { found: cost });
     } catch (error) {
       this.log.warn({ err: error, generationId }, 'generation lookup failed');

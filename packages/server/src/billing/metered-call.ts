@@ -9,7 +9,7 @@ import type { UpstreamResponse } from '../upstream/openrouter.js';
 import { upstreamBody, type ChatBody } from './chat-body.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
-import { costFromUsage, type MeasuredCost } from './usage-cost.js';
+import { costFromUsage, type UsageCost } from './usage-cost.js';
 import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
 import { admitReserve, admitSerialize, type AdmittedCall } from '../holds/admission.js';
 import { defaultBudget, priceRequest, worstCaseNano, type Pricing } from '../holds/worst-case.js';
@@ -150,7 +150,7 @@ async function settleStream(services: Services, call: CallContext, outcome: Rela
   if (outcome.end === 'upstream_failed') {
     services.log.warn({ err: outcome.failure, requestId: call.requestId }, 'upstream stream failed mid-way');
   }
-  const cost = costFromUsage(outcome.tap.usage);
+  const cost = costFromUsage(outcome.tap.usage, services.config.callCostMaxNano);
   // [DONE] is released to the client only after the cost is written (or durably deferred).
   await settleOrDefer(services, call, outcome.tap.generationId, cost, `stream_${outcome.end}`);
   await outcome.finish();
@@ -176,13 +176,13 @@ async function jsonCall(services: Services, call: AdmittedContext): Promise<void
   observeUpstream(services, 'false', started, null);
   const parsed = parseCompletion(bytes);
   const generationId = headerId ?? parsed.id;
-  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage), 'json_without_cost');
+  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage, services.config.callCostMaxNano), 'json_without_cost');
   sendJson(call, upstream, bytes, generationId);
 }
 
 /** Settles now when the cost is known; otherwise records why and starts the lookup. */
 async function settleOrDefer(services: Services, call: CallContext, generationId: string | null,
-  cost: MeasuredCost | null, reason: string): Promise<void> {
+  cost: UsageCost | null, reason: string): Promise<void> {
   if (cost !== null) {
     await services.settler.settle({ requestId: call.requestId, userId: call.userId, generationId, cost });
     return;
