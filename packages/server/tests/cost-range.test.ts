@@ -23,6 +23,12 @@ async function startFakeUpstream(): Promise<FakeUpstream> {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const path = req.url ?? '';
+      if (path.startsWith('/api/v1/models')) {
+        // No prices: serialize mode holds these calls at HOLD_FALLBACK_USD.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"data":[]}');
+        return;
+      }
       if (path.startsWith('/api/v1/generation')) {
         const id = new URL(path, 'http://x').searchParams.get('id');
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -77,7 +83,9 @@ QUnit.module('costs out of range', (hooks) => {
   let fake: FakeUpstream;
   hooks.before(async () => {
     fake = await startFakeUpstream();
-    stack = await startStack({ env: { OPENROUTER_BASE_URL: fake.url } });
+    // The stand-in lists no prices, so each call holds HOLD_FALLBACK_USD; an unresolved call
+    // keeps its hold (README, Holds), so a small fallback lets one user make all these calls.
+    stack = await startStack({ env: { OPENROUTER_BASE_URL: fake.url, HOLD_FALLBACK_USD: '0.01' } });
   });
   hooks.after(async () => {
     await stack.close();
