@@ -21,6 +21,9 @@ export function createMetrics(gauges: Gauges) {
     upstreamDuration: new client.Histogram({ name: 'metergate_upstream_duration_seconds', help: 'Upstream call duration, headers to last byte', labelNames: ['stream'], buckets: SECONDS_BUCKETS, registers: [registry] }),
     upstreamTtfb: new client.Histogram({ name: 'metergate_upstream_ttfb_seconds', help: 'Upstream time to first byte of the body', labelNames: ['stream'], buckets: SECONDS_BUCKETS, registers: [registry] }),
     upstreamErrors: new client.Counter({ name: 'metergate_upstream_errors_total', help: 'Upstream failures by kind', labelNames: ['kind'], registers: [registry] }),
+    // Alert on any increase: the operator's OpenRouter key limit or credits ran out, and every
+    // call fails until the operator acts (retrying does not help).
+    upstreamAccountLimit: new client.Counter({ name: 'metergate_upstream_account_limit_total', help: "Upstream 402s from the operator's key limit or credits, by error.metadata.limit_source ('none' when absent)", labelNames: ['limit_source'], registers: [registry] }),
     lockWait: new client.Histogram({ name: 'metergate_lock_wait_seconds', help: 'Wait for the per-user advisory lock in Postgres', buckets: SECONDS_BUCKETS, registers: [registry] }),
     barrierBusy: new client.Counter({ name: 'metergate_barrier_busy_total', help: 'Calls turned away with 503 because the cost barrier could not be had', labelNames: ['reason'], registers: [registry] }),
     holderLost: new client.Counter({ name: 'metergate_lock_holder_lost_total', help: 'Lock holders whose session ended before COMMIT (cost is saved separately)', registers: [registry] }),

@@ -133,7 +133,7 @@ async function settleOrDefer(services: Services, call: CallContext, generationId
 async function failBeforeOutput(services: Services, call: CallContext, upstream: UpstreamResponse): Promise<void> {
   services.metrics.upstreamErrors.inc({ kind: `status_${upstream.status}` });
   try {
-    const reason = await relayUpstreamError(upstream, call.res, call.requestId);
+    const reason = await relayUpstreamError(upstream, call.res, call.requestId, services.metrics);
     await requests.markFailed(services.pools.write, call.requestId, reason);
   } catch (error) {
     await requests.markFailed(services.pools.write, call.requestId, `upstream_${upstream.status}`).catch(() => undefined);
