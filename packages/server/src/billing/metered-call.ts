@@ -9,7 +9,7 @@ import type { UpstreamResponse } from '../upstream/openrouter.js';
 import { upstreamBody, type ChatBody } from './chat-body.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
-import { costFromUsage, type MeasuredCost } from './usage-cost.js';
+import { costFromUsage, type MeasuredCost, type UsageLike } from './usage-cost.js';
 
 export interface CallContext {
   readonly requestId: string;
@@ -79,7 +79,7 @@ async function settleStream(services: Services, call: CallContext, outcome: Rela
   if (outcome.end === 'upstream_failed') {
     services.log.warn({ err: outcome.failure, requestId: call.requestId }, 'upstream stream failed mid-way');
   }
-  const cost = costFromUsage(outcome.tap.usage);
+  const cost = costFromUsage(outcome.tap.usage, outcome.tap);
   // [DONE] is released to the client only after the cost is written (or durably deferred).
   await settleOrDefer(services, call, outcome.tap.generationId, cost, `stream_${outcome.end}`);
   await outcome.finish();
@@ -103,7 +103,7 @@ async function jsonCall(services: Services, call: CallContext): Promise<void> {
   observeUpstream(services, 'false', started, null);
   const parsed = parseCompletion(bytes);
   const generationId = headerId ?? parsed.id;
-  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage), 'json_without_cost');
+  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage, parsed), 'json_without_cost');
   sendJson(call, upstream, bytes, generationId);
 }
 
@@ -147,12 +147,13 @@ function recordGenerationId(services: Services, requestId: string, generationId:
   });
 }
 
-function parseCompletion(bytes: Buffer): { id: string | null; usage: { cost?: unknown } | null } {
+function parseCompletion(bytes: Buffer): { id: string | null; usage: UsageLike | null; model?: unknown; provider?: unknown } {
   try {
-    const body = JSON.parse(bytes.toString('utf8')) as { id?: unknown; usage?: unknown };
+    const body = JSON.parse(bytes.toString('utf8')) as { id?: unknown; usage?: unknown; model?: unknown; provider?: unknown };
     return {
       id: typeof body.id === 'string' && body.id !== '' ? body.id : null,
       usage: typeof body.usage === 'object' && body.usage !== null ? body.usage : null,
+      model: body.model, provider: body.provider,
     };
   } catch {
     return { id: null, usage: null };

@@ -60,6 +60,9 @@ export class Settler {
       generationId: input.generationId,
       promptTokens: input.cost.promptTokens,
       completionTokens: input.cost.completionTokens,
+      servedModel: input.cost.servedModel,
+      provider: input.cost.provider,
+      isByok: input.cost.isByok,
     });
     if (entry === null) {
       this.metrics.settles.inc({ outcome: 'already_settled' });
