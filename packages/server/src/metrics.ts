@@ -7,7 +7,8 @@ export interface Gauges {
   queueDepth: () => number;
   pinnedClients: () => number;
   poolClients: () => Array<{ pool: string; state: string; value: number }>;
-  unsettled: () => Promise<Array<{ state: string; count: number; oldestAgeS: number }>>;
+  /** From a background snapshot (unsettled-gauges.ts): a scrape runs no query. */
+  unsettled: () => Array<{ state: string; count: number; oldestAgeS: number }>;
 }
 
 /** Every metric the proxy exports, in base units (seconds, nano-USD, counts). */
@@ -42,18 +43,18 @@ export function createMetrics(gauges: Gauges) {
     name: 'metergate_pool_clients', help: 'Database pool clients by pool and state', labelNames: ['pool', 'state'], registers: [registry],
     collect() { for (const { pool, state, value } of gauges.poolClients()) this.set({ pool, state }, value); },
   });
-  // One query per scrape: the count gauge (registered, so collected, first) also notes the
+  // No query per scrape: the rows come from a snapshot refreshed in the background every
+  // METRICS_REFRESH_MS. The count gauge (registered, so collected, first) also notes the
   // oldest age for the gauge after it.
   let oldestAgeS = 0;
   let oldestByState: Array<{ state: string; oldestAgeS: number }> = [];
   new client.Gauge({
     name: 'metergate_unsettled_requests', help: 'Requests not yet settled, by state (whole database)', labelNames: ['state'], registers: [registry],
-    async collect() {
+    collect() {
       this.reset();
       oldestAgeS = 0;
-      // A scrape while the database is away still answers (the rest of the metrics matter
-      // most then); these gauges are simply left empty for that scrape.
-      const rows = await gauges.unsettled().catch(() => []);
+      // While the database is away the snapshot is empty, and so are these gauges.
+      const rows = gauges.unsettled();
       oldestByState = rows;
       for (const row of rows) {
         this.set({ state: row.state }, row.count);

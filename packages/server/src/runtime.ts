@@ -16,6 +16,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { Heartbeat } from './reconcile/heartbeat.js';
 import { Reconciler, type Housekeeping } from './reconcile/reconciler.js';
 import type { Services } from './services.js';
+import { UnsettledGauges } from './unsettled-gauges.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
 
 
@@ -65,6 +66,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const address = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   services.reconciler.start();
+  services.unsettledGauges.start();
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${address.port}`, services, server,
@@ -92,13 +94,14 @@ async function applyMigrations(url: string, migrations: Awaited<ReturnType<typeo
 function buildServices(options: RuntimeOptions, pools: Pools, migrations: Services['migrations']): Services {
   const { config, log } = options;
   const barrierRef: { current: CostBarrier | null } = { current: null };
+  const unsettledGauges = new UnsettledGauges(() => requests.unsettledSummary(pools.write), config.metricsRefreshMs, log);
   const metrics = createMetrics({
     queueDepth: () => barrierRef.current?.queued ?? 0,
     pinnedClients: () => barrierRef.current?.pinned ?? 0,
     poolClients: () => [
       ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write),
     ],
-    unsettled: () => requests.unsettledSummary(pools.write),
+    unsettled: () => unsettledGauges.rows(),
   });
   const barrier = new CostBarrier({
     pool: pools.lock, acquireTimeoutMs: config.poolAcquireTimeoutMs, lockTimeoutMs: config.lockTimeoutMs,
@@ -133,7 +136,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   return {
     config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
-    idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler,
+    idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler, unsettledGauges,
     lifecycle: { draining: false, inFlight: 0 },
   };
 }
@@ -197,6 +200,7 @@ async function shutdown(services: Services, server: Server, deadlineMs: number):
   services.settler.stop();
   services.idempotencyWriter.stop();
   await services.heartbeat.stop();
+  await services.unsettledGauges.stop();
   await services.upstream.close();
   await services.pools.end();
 }
