@@ -200,7 +200,7 @@ async function shutdown(services: Services, server: Server, deadlineMs: number):
   services.settler.stop();
   services.idempotencyWriter.stop();
   await services.heartbeat.stop();
-  await services.unsettledGauges.stop();
+  services.unsettledGauges.stop();
   await services.upstream.close();
   await services.pools.end();
 }

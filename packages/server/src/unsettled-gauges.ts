@@ -28,10 +28,10 @@ export class UnsettledGauges {
     this.#timer.unref();
   }
 
-  async stop(): Promise<void> {
+  /** No further refreshes. One still running is not awaited: a hung database must not hold up shutdown. */
+  stop(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    await this.#refreshing;
   }
 
   /** The last snapshot, ages advanced to now. */
