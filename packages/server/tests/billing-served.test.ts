@@ -2,6 +2,7 @@
 // provider's charge apart) is billed as their sum, from the response or the generation lookup;
 // the ledger names the model and provider that served (not the one asked for) and reports
 // group by it.
+import { reports } from '@metergate/db';
 import { startStack, type TestStack } from '@metergate/testkit';
 import { assertBooks, assertNano, chat, generation, messages, readSse, requestIdOf, settledState, type Body } from './helpers.js';
 
@@ -97,6 +98,10 @@ QUnit.module('billing: BYOK cost and the served model', (hooks) => {
     await call(assert, stack, key, { models: ['meta-llama/llama-3.1-8b-instruct'], stream: true, messages: messages(), sim: { byok: true } });
     const usage = await (await stack.admin('GET', '/admin/usage?group_by=model&user_id=served-report')).json() as { data: Array<{ key: string; requests: number }> };
     assert.deepEqual(usage.data.map((r) => [r.key, r.requests]), [['meta-llama/llama-3.1-8b-instruct', 2]], 'one group: the served model');
+    const rollup = await stack.db.pool.query<{ model: string; requests: string }>(
+      `select model, sum(requests)::text as requests from usage_hourly where user_id = 'served-report' group by model`);
+    assert.deepEqual(rollup.rows.map((r) => [r.model, r.requests]), [['meta-llama/llama-3.1-8b-instruct', '2']], 'the hourly rollup keys by the served model');
+    assert.deepEqual(await reports.rollupMismatches(stack.db.pool), [], 'every rollup equals the sums over the ledger');
     const ledger = await (await stack.admin('GET', '/admin/ledger?user_id=served-report&kind=usage')).json() as { data: Array<Record<string, unknown>> };
     assert.deepEqual(ledger.data.map((e) => [e.model, e.requested_model, e.provider, e.is_byok]), [
       ['meta-llama/llama-3.1-8b-instruct', null, 'DeepInfra', true],
