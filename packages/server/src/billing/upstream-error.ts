@@ -30,7 +30,7 @@ export async function relayUpstreamError(upstream: UpstreamResponse, res: Server
       throw new MetergateError('upstream_busy', 'the upstream provider is temporarily out of budget; retry shortly', { retryAfterS });
     }
     metrics.upstreamAccountLimit.inc({ limit_source: source === null ? 'none' : LIMIT_SOURCE_RE.test(source) ? source : 'other' });
-    throw new MetergateError('upstream_account_limit', "the service's upstream account has reached its spending limit; the operator has been alerted");
+    throw new MetergateError('upstream_account_limit', "the service's upstream provider account has reached its spending limit (not your balance); retrying will not help until the operator raises it");
   }
   res.statusCode = upstream.status;
   const type = upstream.headers['content-type'];
