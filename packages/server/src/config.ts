@@ -33,6 +33,9 @@ const envSchema = z.object({
   OPENROUTER_BASE_URL: z.string().url().default('https://openrouter.ai/api/v1'),
   OPENROUTER_API_KEY: z.string().min(1).optional(),
   ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters').optional(),
+  METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
+  METRICS_REFRESH_MS: int(100, 3_600_000, 5_000),
+  READINESS_CACHE_MS: int(100, 60_000, 1_000),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   REPLICA_ID: z.string().min(1).max(128).optional(),
   MIN_BALANCE_USD: usdAmount.default(0n),
@@ -95,6 +98,12 @@ export interface Config {
   readonly openRouterApiKey: string | null;
   /** Unset: a random token is generated and printed at start-up. */
   readonly adminToken: string | null;
+  /** Set: GET /metrics demands it (or the admin token) as a Bearer token. Unset: open. */
+  readonly metricsToken: string | null;
+  /** The database-wide gauges (unsettled requests) are refreshed in the background this often. */
+  readonly metricsRefreshMs: number;
+  /** GET /readyz reuses one database probe for this long (single-flight), however often called. */
+  readonly readinessCacheMs: number;
   readonly logLevel: LogLevel;
   readonly replicaId: string;
   /** Admission floor: serialize admits while balance − held > this; reserve while balance − held − hold ≥ this. */
@@ -185,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL ?? null, migrationsDatabaseUrl: e.MIGRATIONS_DATABASE_URL ?? null, embeddedPgPort: e.EMBEDDED_PG_PORT, embeddedPgDir: e.EMBEDDED_PG_DIR,
     openRouterBaseUrl: e.OPENROUTER_BASE_URL.replace(/\/+$/, ''), openRouterApiKey: e.OPENROUTER_API_KEY ?? null,
     adminToken: e.ADMIN_TOKEN ?? null, logLevel: e.LOG_LEVEL,
+    metricsToken: e.METRICS_TOKEN ?? null, metricsRefreshMs: e.METRICS_REFRESH_MS, readinessCacheMs: e.READINESS_CACHE_MS,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     minBalanceNano: e.MIN_BALANCE_USD, barrierMode: e.BARRIER, holdFallbackNano: e.HOLD_FALLBACK_USD,
     admissionQueueDepthMax: e.ADMISSION_QUEUE_DEPTH_MAX, priceRefreshMs: e.PRICE_REFRESH_MS, priceBookReloadMs: e.PRICE_BOOK_RELOAD_MS,

@@ -16,6 +16,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { Heartbeat } from './reconcile/heartbeat.js';
 import { Reconciler, type Housekeeping } from './reconcile/reconciler.js';
 import type { Services } from './services.js';
+import { UnsettledGauges } from './unsettled-gauges.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
 import { PriceBook } from './holds/price-book.js';
 import { AdmissionBatcher } from './holds/admission-batcher.js';
@@ -70,6 +71,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const address = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   services.reconciler.start();
+  services.unsettledGauges.start();
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${address.port}`, services, server,
@@ -98,13 +100,14 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const { config, log } = options;
   const barrierRef: { current: CostBarrier | null } = { current: null };
   const priceBookRef: { current: PriceBook | null } = { current: null };
+  const unsettledGauges = new UnsettledGauges(() => requests.unsettledSummary(pools.write), config.metricsRefreshMs, log);
   const metrics = createMetrics({
     queueDepth: () => (barrierRef.current?.queued ?? 0) + (servicesRef.current?.admissions.waiting ?? 0),
     pinnedClients: () => barrierRef.current?.pinned ?? 0,
     poolClients: () => [
       ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write),
     ],
-    unsettled: () => requests.unsettledSummary(pools.write),
+    unsettled: () => unsettledGauges.rows(),
     priceBookModels: () => priceBookRef.current?.size ?? 0,
   });
   const barrier = new CostBarrier({
@@ -151,7 +154,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const services: Services = {
     config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, priceBook, admissions,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
-    idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler,
+    idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler, unsettledGauges,
     lifecycle: { draining: false, inFlight: 0 },
   };
   servicesRef.current = services;
@@ -218,6 +221,7 @@ async function shutdown(services: Services, server: Server, deadlineMs: number):
   services.idempotencyWriter.stop();
   services.priceBook.stop();
   await services.heartbeat.stop();
+  services.unsettledGauges.stop();
   await services.upstream.close();
   await services.pools.end();
 }

@@ -153,7 +153,7 @@ QUnit.module('costs out of range', (hooks) => {
     // Within a bigint, but twice it (the charge at multiplier 2) is not.
     const result = await settler.settle({
       requestId, userId: 'overflow', generationId: 'gen-overflow',
-      cost: { costNano: 5_000_000_000_000_000_000n, promptTokens: null, completionTokens: null },
+      cost: { costNano: 5_000_000_000_000_000_000n, promptTokens: null, completionTokens: null, servedModel: null, provider: null, isByok: null },
     });
     assert.notStrictEqual(result, 'deferred', `not deferred for retries (${result})`);
     assert.strictEqual(settler.pendingRetries, 0, 'nothing left retrying');

@@ -9,7 +9,7 @@ import type { UpstreamResponse } from '../upstream/openrouter.js';
 import { upstreamBody, type ChatBody } from './chat-body.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
-import { costFromUsage, type UsageCost } from './usage-cost.js';
+import { costFromUsage, type UsageCost, type UsageLike } from './usage-cost.js';
 import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
 import { admitReserve, admitSerialize, type AdmittedCall } from '../holds/admission.js';
 import { defaultBudget, priceRequest, worstCaseNano, type Pricing } from '../holds/worst-case.js';
@@ -150,7 +150,7 @@ async function settleStream(services: Services, call: CallContext, outcome: Rela
   if (outcome.end === 'upstream_failed') {
     services.log.warn({ err: outcome.failure, requestId: call.requestId }, 'upstream stream failed mid-way');
   }
-  const cost = costFromUsage(outcome.tap.usage, services.config.callCostMaxNano);
+  const cost = costFromUsage(outcome.tap.usage, services.config.callCostMaxNano, outcome.tap);
   // [DONE] is released to the client only after the cost is written (or durably deferred).
   await settleOrDefer(services, call, outcome.tap.generationId, cost, `stream_${outcome.end}`);
   await outcome.finish();
@@ -176,7 +176,7 @@ async function jsonCall(services: Services, call: AdmittedContext): Promise<void
   observeUpstream(services, 'false', started, null);
   const parsed = parseCompletion(bytes);
   const generationId = headerId ?? parsed.id;
-  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage, services.config.callCostMaxNano), 'json_without_cost');
+  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage, services.config.callCostMaxNano, parsed), 'json_without_cost');
   sendJson(call, upstream, bytes, generationId);
 }
 
@@ -206,7 +206,7 @@ async function settleOrDefer(services: Services, call: CallContext, generationId
 async function failBeforeOutput(services: Services, call: CallContext, upstream: UpstreamResponse): Promise<void> {
   services.metrics.upstreamErrors.inc({ kind: `status_${upstream.status}` });
   try {
-    const reason = await relayUpstreamError(upstream, call.res, call.requestId);
+    const reason = await relayUpstreamError(upstream, call.res, call.requestId, services.metrics);
     await requests.markFailed(services.pools.write, call.requestId, reason);
   } catch (error) {
     await requests.markFailed(services.pools.write, call.requestId, `upstream_${upstream.status}`).catch(() => undefined);
@@ -220,12 +220,13 @@ function recordGenerationId(services: Services, requestId: string, generationId:
   });
 }
 
-function parseCompletion(bytes: Buffer): { id: string | null; usage: { cost?: unknown } | null } {
+function parseCompletion(bytes: Buffer): { id: string | null; usage: UsageLike | null; model?: unknown; provider?: unknown } {
   try {
-    const body = JSON.parse(bytes.toString('utf8')) as { id?: unknown; usage?: unknown };
+    const body = JSON.parse(bytes.toString('utf8')) as { id?: unknown; usage?: unknown; model?: unknown; provider?: unknown };
     return {
       id: typeof body.id === 'string' && body.id !== '' ? body.id : null,
       usage: typeof body.usage === 'object' && body.usage !== null ? body.usage : null,
+      model: body.model, provider: body.provider,
     };
   } catch {
     return { id: null, usage: null };

@@ -70,6 +70,9 @@ export class Settler {
         generationId: input.generationId,
         promptTokens: cost.promptTokens,
         completionTokens: cost.completionTokens,
+        servedModel: cost.servedModel,
+        provider: cost.provider,
+        isByok: cost.isByok,
       });
     } catch (error) {
       const refusal = permanentRefusal(error);
