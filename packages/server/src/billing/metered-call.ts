@@ -10,6 +10,7 @@ import { upstreamBody, type ChatBody } from './chat-body.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
 import { costFromUsage, type MeasuredCost } from './usage-cost.js';
+import { markUpstreamStarted } from './upstream-started.js';
 
 export interface CallContext {
   readonly requestId: string;
@@ -47,11 +48,12 @@ async function openUpstream(services: Services, call: CallContext, signal: Abort
     // match it, so the request is left visible as unresolved rather than dropped.
     const reason = error instanceof MetergateError ? error.code : 'upstream_failed';
     services.metrics.upstreamErrors.inc({ kind: reason });
-    const close = neverReachedUpstream(error)
+    const never = neverReachedUpstream(error);
+    const close = never
       ? requests.markFailed(services.pools.write, call.requestId, reason)
       : requests.markUnresolved(services.pools.write, call.requestId, reason);
     await close.catch((dbError: unknown) => services.log.error({ err: dbError, requestId: call.requestId }, 'could not close request row'));
-    throw error;
+    throw never ? error : markUpstreamStarted(error);
   }
 }
 
@@ -98,7 +100,8 @@ async function jsonCall(services: Services, call: CallContext): Promise<void> {
     bytes = await readBody(upstream.body, services.config.upstreamBodyBytesMax);
   } catch (error) {
     await settleOrDefer(services, call, headerId, null, 'upstream_body_failed');
-    throw error instanceof MetergateError ? error : new MetergateError('upstream_bad_response', 'the upstream response broke off', { cause: error });
+    // The generation ran (200, maybe an id): an Idempotency-Key retry must not run it again.
+    throw markUpstreamStarted(error instanceof MetergateError ? error : new MetergateError('upstream_bad_response', 'the upstream response broke off', { cause: error }));
   }
   observeUpstream(services, 'false', started, null);
   const parsed = parseCompletion(bytes);
