@@ -185,8 +185,12 @@ async function shutdown(services: Services, server: Server, deadlineMs: number):
   await reconcilerStopped;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections();
-  // Cut streams end as client_closed: upstream aborted, the partial cost settled.
-  await waitForCalls(services, Date.now() + Math.min(services.config.settleTimeoutMs, 5_000));
+  // Cut streams end as client_closed: upstream aborted, the partial cost settled. A
+  // non-streaming call goes on (its generation runs to the end upstream and is billed in
+  // full; aborting it would lose the id): it is waited for, up to its own duration limit, while
+  // the heartbeat, settler and pools are still up, so its settle lands before they stop.
+  await waitForCalls(services, Date.now() + services.config.upstreamDurationMsMax + services.config.settleTimeoutMs);
+  if (services.lifecycle.inFlight > 0) services.log.error({ inFlight: services.lifecycle.inFlight }, 'calls still running past their duration limit at shutdown; the reconciler settles them');
   await closed;
   services.costLookup.handOff();
   await services.costLookup.drain(Math.max(left(), 1_000));
