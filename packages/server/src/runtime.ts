@@ -120,13 +120,18 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const costLookup = new CostLookup(upstream, settler, pools.write, metrics, log, {
     attemptsMax: config.costLookupAttemptsMax, backoffMs: config.costLookupBackoffMs, requestTimeoutMs: config.upstreamTimeoutMs,
   });
-  const heartbeat = new Heartbeat(pools.write, config.replicaId, config.heartbeatIntervalMs, metrics, log);
+  // Beats further apart than this are a break (an outage others may have shared): the lease
+  // less two intervals, so a live replica's staleness after an outage this replica did not
+  // notice stays within the lease.
+  const heartbeatGapMsMax = Math.max(config.replicaLeaseMs - 2 * config.heartbeatIntervalMs, 1.5 * config.heartbeatIntervalMs);
+  const heartbeat = new Heartbeat(pools.write, config.replicaId, config.heartbeatIntervalMs, metrics, log, heartbeatGapMsMax);
   const reconciler = new Reconciler(pools.write, costLookup, settler, housekeeping(config, pools, metrics, log), metrics, log, {
     intervalMs: config.reconcileIntervalMs, leaseMs: config.replicaLeaseMs, batchMax: config.reconcileBatchMax,
     concurrency: config.reconcileConcurrency,
     // One lookup and its settle fit in a claim; a reconciler that dies mid-way frees it after.
     claimMs: config.upstreamTimeoutMs + config.settleTimeoutMs + config.reconcileIntervalMs,
     inFlightMsMax: config.upstreamDurationMsMax + 2 * config.settleTimeoutMs + 60_000,
+    upForMs: () => heartbeat.upForMs(),
     backoffMs: config.reconcileBackoffMs, backoffMsMax: config.reconcileBackoffMsMax,
     attemptsMax: config.reconcileAttemptsMax, ageMsMax: config.reconcileAgeMsMax,
   });
@@ -146,13 +151,13 @@ function housekeeping(config: Config, pools: Pools, metrics: Metrics, log: Logge
   // this long, so after it the attempt is surely over.
   const orphanAgeMs = Math.max(600_000, config.barrierQueueWaitMs + config.lockTimeoutMs + config.poolAcquireTimeoutMs + 60_000);
   const interrupted = interruptedResponse();
-  return async () => {
+  return async (judgeHeartbeats) => {
     const db = pools.write;
     const expired = await idempotency.deleteExpiredKeys(db, config.reconcileBatchMax);
     const orphans = await idempotency.finishOrphanKeys(db, {
-      leaseMs: config.replicaLeaseMs, orphanAgeMs, interrupted, limit: config.reconcileBatchMax,
+      leaseMs: config.replicaLeaseMs, orphanAgeMs, interrupted, limit: config.reconcileBatchMax, judgeHeartbeats,
     });
-    const silent = await replicas.deleteSilentReplicas(db, SILENT_REPLICA_ROW_MS);
+    const silent = judgeHeartbeats ? await replicas.deleteSilentReplicas(db, SILENT_REPLICA_ROW_MS) : 0;
     if (orphans.released > 0) metrics.idempotency.inc({ outcome: 'orphan_released' }, orphans.released);
     if (orphans.interrupted > 0) metrics.idempotency.inc({ outcome: 'orphan_interrupted' }, orphans.interrupted);
     if (expired + orphans.released + orphans.interrupted + silent > 0) {

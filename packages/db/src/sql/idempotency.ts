@@ -114,6 +114,8 @@ export interface OrphanKeyOptions {
   /** What a retry is answered when the owner died after the upstream was called. */
   interrupted: StoredResponse;
   limit: number;
+  /** Whether a heartbeat older than the lease counts as a dead owner (see ClaimOptions). */
+  judgeHeartbeats: boolean;
 }
 
 /**
@@ -135,10 +137,11 @@ export async function finishOrphanKeys(db: Queryable, options: OrphanKeyOptions)
          where k2.state = 'running'
            and (r.state = 'failed'
                 or (r.id is null and (k2.created_at < now() - $2::integer * interval '1 millisecond'
-                                      or p.id is null or p.heartbeat_at < now() - $1::integer * interval '1 millisecond'
+                                      or p.id is null
+                                      or ($4::boolean and p.heartbeat_at < now() - $1::integer * interval '1 millisecond')
                                       or k2.created_at < p.started_at)))
          limit $3::integer)`,
-    [options.leaseMs, options.orphanAgeMs, options.limit],
+    [options.leaseMs, options.orphanAgeMs, options.limit, options.judgeHeartbeats],
   );
   const interrupted = await db.query(
     `update idempotency_keys k
@@ -149,10 +152,11 @@ export async function finishOrphanKeys(db: Queryable, options: OrphanKeyOptions)
           join requests r on r.id = k2.request_id
           left join replicas p on p.id = k2.replica_id
          where k2.state = 'running' and r.state <> 'failed'
-           and (p.id is null or p.heartbeat_at < now() - $1::integer * interval '1 millisecond'
+           and (p.id is null or ($6::boolean and p.heartbeat_at < now() - $1::integer * interval '1 millisecond')
                 or k2.created_at < p.started_at)
          limit $2::integer)`,
-    [options.leaseMs, options.limit, options.interrupted.status, JSON.stringify(options.interrupted.headers), options.interrupted.body],
+    [options.leaseMs, options.limit, options.interrupted.status, JSON.stringify(options.interrupted.headers), options.interrupted.body,
+      options.judgeHeartbeats],
   );
   return { released: released.rowCount ?? 0, interrupted: interrupted.rowCount ?? 0 };
 }
