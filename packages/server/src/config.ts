@@ -47,6 +47,7 @@ const envSchema = z.object({
   UPSTREAM_IDLE_TIMEOUT_MS: int(100, 3_600_000, 120_000),
   UPSTREAM_DURATION_MS_MAX: int(1_000, 3_600_000, 600_000),
   UPSTREAM_CONNECTIONS_MAX: int(1, 100_000, 256),
+  CLIENT_WRITE_STALL_MS_MAX: int(100, 3_600_000, 60_000),
   BODY_BYTES_MAX: int(1_024, 100 * 1024 * 1024, 4 * 1024 * 1024),
   UPSTREAM_BODY_BYTES_MAX: int(1_024, 1024 * 1024 * 1024, 64 * 1024 * 1024),
   SETTLE_TIMEOUT_MS: int(100, 600_000, 5_000),
@@ -102,6 +103,8 @@ export interface Config {
   readonly upstreamIdleTimeoutMs: number;
   readonly upstreamDurationMsMax: number;
   readonly upstreamConnectionsMax: number;
+  /** A stream whose client reads nothing for this long is cut (upstream aborted, billed part settled). */
+  readonly clientWriteStallMsMax: number;
   readonly bodyBytesMax: number;
   readonly upstreamBodyBytesMax: number;
   readonly settleTimeoutMs: number;
@@ -166,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS, upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
     upstreamDurationMsMax: e.UPSTREAM_DURATION_MS_MAX, upstreamConnectionsMax: e.UPSTREAM_CONNECTIONS_MAX,
+    clientWriteStallMsMax: e.CLIENT_WRITE_STALL_MS_MAX,
     bodyBytesMax: e.BODY_BYTES_MAX, upstreamBodyBytesMax: e.UPSTREAM_BODY_BYTES_MAX,
     settleTimeoutMs: e.SETTLE_TIMEOUT_MS, costLookupAttemptsMax: e.COST_LOOKUP_ATTEMPTS_MAX,
     costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, modelsCacheMs: e.MODELS_CACHE_MS,

@@ -31,6 +31,7 @@ export function createMetrics(gauges: Gauges) {
     reconcilerRuns: new client.Counter({ name: 'metergate_reconciler_runs_total', help: 'Reconciler passes by outcome (ok: the pass completed; failed: it could not reach the database)', labelNames: ['outcome'], registers: [registry] }),
     reconcilerOutcomes: new client.Counter({ name: 'metergate_reconciler_requests_total', help: 'Requests the reconciler handled, by outcome', labelNames: ['outcome'], registers: [registry] }),
     heartbeats: new client.Counter({ name: 'metergate_heartbeats_total', help: 'Replica heartbeat writes by outcome', labelNames: ['outcome'], registers: [registry] }),
+    clientWriteStalls: new client.Counter({ name: 'metergate_client_write_stalls_total', help: 'Streams cut because the client read nothing for CLIENT_WRITE_STALL_MS_MAX', registers: [registry] }),
     reconcilerJudging: new client.Gauge({ name: 'metergate_reconciler_judging_heartbeats', help: '1 while this replica takes owners with a stale heartbeat for dead (its own beats have landed unbroken for a lease), else 0', registers: [registry] }),
     idempotency: new client.Counter({ name: 'metergate_idempotency_total', help: 'Idempotency-Key handling by outcome', labelNames: ['outcome'], registers: [registry] }),
   };

@@ -104,8 +104,9 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     pool: pools.lock, acquireTimeoutMs: config.poolAcquireTimeoutMs, lockTimeoutMs: config.lockTimeoutMs,
     queueWaitMs: config.barrierQueueWaitMs, queueDepthMax: config.barrierQueueDepthMax,
     // The holder idles in its transaction for the whole upstream call; Postgres ends it only
-    // if this process hangs past the longest call we allow.
-    holdMsMax: config.upstreamDurationMsMax + config.settleTimeoutMs + 30_000,
+    // if this process hangs past the longest call we allow (a write to a slow client may
+    // wait up to its stall limit after the duration limit struck).
+    holdMsMax: config.upstreamDurationMsMax + config.clientWriteStallMsMax + config.settleTimeoutMs + 30_000,
     onLockWait: (seconds) => metrics.lockWait.observe(seconds),
     onHolderLost: (error, userId) => {
       metrics.holderLost.inc();

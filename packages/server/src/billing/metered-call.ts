@@ -68,6 +68,7 @@ async function streamingCall(services: Services, call: CallContext): Promise<voi
     const outcome = await relaySse(upstream, call.res, {
       abort, requestId: call.requestId,
       onGenerationId: (id) => recordings.push(recordGenerationId(services, call.requestId, id)),
+      writeStallMsMax: services.config.clientWriteStallMsMax, onStall: () => services.metrics.clientWriteStalls.inc(),
     });
     observeUpstream(services, 'true', started, outcome.firstByteS);
     await Promise.all(recordings);
