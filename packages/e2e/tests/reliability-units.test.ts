@@ -96,6 +96,23 @@ QUnit.module('reliability units: reconciler claims', (hooks) => {
     assert.strictEqual(await idempotency.findKey(db.pool, 'u', 'k-never'), null, 'the key of an attempt that never ran is free again');
     assert.strictEqual((await idempotency.findKey(db.pool, 'u', 'k-charged'))?.response?.status, 500, 'the other replays the interrupted answer');
   });
+
+  QUnit.test('a live owner gave up writing a key: finished once its request has been closed for orphanAgeMs', async (assert) => {
+    await replicas.heartbeat(db.pool, 'alive', false);
+    const [closed, recent] = await seed(db, 2, 'in_flight', 'alive');
+    await db.pool.query(`update requests set state = 'settled', cost_nano = 1, settled_at = now(), updated_at = now() - interval '20 minutes' where id = $1::uuid`, [closed]);
+    await db.pool.query(`update requests set state = 'unresolved', updated_at = now() where id = $1::uuid`, [recent]);
+    for (const [key, requestId] of [['k-closed', closed!], ['k-recent', recent!]] as const) {
+      assert.true(await idempotency.claimKey(db.pool, {
+        userId: 'u', key, bodyHash: bodyHash({ key }), requestId, replicaId: 'alive', stream: true, ttlHours: 24,
+      }));
+    }
+    const interrupted = { status: 500, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"error":{}}') };
+    const result = await idempotency.finishOrphanKeys(db.pool, { leaseMs: 1_000, orphanAgeMs: 600_000, interrupted, limit: 10, judgeHeartbeats: true });
+    assert.deepEqual(result, { released: 0, interrupted: 1 }, 'only the key of the request closed 20 minutes ago');
+    assert.strictEqual((await idempotency.findKey(db.pool, 'u', 'k-closed'))?.state, 'done');
+    assert.strictEqual((await idempotency.findKey(db.pool, 'u', 'k-recent'))?.state, 'running', 'a key whose request just closed is its owner\'s to write');
+  });
 });
 
 QUnit.module('reliability units: policy and replay', () => {

@@ -53,6 +53,9 @@ const envSchema = z.object({
   SETTLE_TIMEOUT_MS: int(100, 600_000, 5_000),
   COST_LOOKUP_ATTEMPTS_MAX: int(1, 100, 8),
   COST_LOOKUP_BACKOFF_MS: int(10, 600_000, 500),
+  COST_LOOKUP_TASKS_MAX: int(1, 1_000_000, 1_000),
+  RETRY_ENTRIES_MAX: int(1, 1_000_000, 10_000),
+  RETRY_ATTEMPTS_MAX: int(1, 10_000, 20),
   MODELS_CACHE_MS: int(0, 86_400_000, 60_000),
   AUTH_CACHE_MS: int(0, 60_000, 5_000),
   AUTH_CACHE_ENTRIES_MAX: int(1, 10_000_000, 100_000),
@@ -110,6 +113,11 @@ export interface Config {
   readonly settleTimeoutMs: number;
   readonly costLookupAttemptsMax: number;
   readonly costLookupBackoffMs: number;
+  /** Background generation lookups at once; more are handed to the reconciler at once. */
+  readonly costLookupTasksMax: number;
+  /** In-memory retries of settles and idempotency-key writes: entries per queue, attempts per entry. */
+  readonly retryEntriesMax: number;
+  readonly retryAttemptsMax: number;
   readonly modelsCacheMs: number;
   /** How long a key → user lookup is remembered (0 = never); bounds revocation delay elsewhere. */
   readonly authCacheMs: number;
@@ -172,7 +180,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     clientWriteStallMsMax: e.CLIENT_WRITE_STALL_MS_MAX,
     bodyBytesMax: e.BODY_BYTES_MAX, upstreamBodyBytesMax: e.UPSTREAM_BODY_BYTES_MAX,
     settleTimeoutMs: e.SETTLE_TIMEOUT_MS, costLookupAttemptsMax: e.COST_LOOKUP_ATTEMPTS_MAX,
-    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, modelsCacheMs: e.MODELS_CACHE_MS,
+    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, costLookupTasksMax: e.COST_LOOKUP_TASKS_MAX,
+    retryEntriesMax: e.RETRY_ENTRIES_MAX, retryAttemptsMax: e.RETRY_ATTEMPTS_MAX, modelsCacheMs: e.MODELS_CACHE_MS,
     authCacheMs: e.AUTH_CACHE_MS, authCacheEntriesMax: e.AUTH_CACHE_ENTRIES_MAX, keepaliveMs: e.KEEPALIVE_MS,
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS, replicaLeaseMs: e.REPLICA_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS, reconcileBatchMax: e.RECONCILE_BATCH_MAX,

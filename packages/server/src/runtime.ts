@@ -14,6 +14,7 @@ import { interruptedResponse } from './idempotency/stored-response.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Heartbeat } from './reconcile/heartbeat.js';
+import { HandOffs } from './reconcile/hand-offs.js';
 import { Reconciler, type Housekeeping } from './reconcile/reconciler.js';
 import type { Services } from './services.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
@@ -117,9 +118,11 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const upstream = new OpenRouterClient(config.openRouterBaseUrl, options.openRouterApiKey, {
     connectionsMax: config.upstreamConnectionsMax, timeoutMs: config.upstreamTimeoutMs, idleTimeoutMs: config.upstreamIdleTimeoutMs,
   });
-  const settler = new Settler(pools.write, metrics, log);
+  const retryLimits = { entriesMax: config.retryEntriesMax, attemptsMax: config.retryAttemptsMax };
+  const handOffs = new HandOffs(pools.write, config.retryEntriesMax, metrics, log);
+  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs);
   const costLookup = new CostLookup(upstream, settler, pools.write, metrics, log, {
-    attemptsMax: config.costLookupAttemptsMax, backoffMs: config.costLookupBackoffMs, requestTimeoutMs: config.upstreamTimeoutMs,
+    tasksMax: config.costLookupTasksMax, attemptsMax: config.costLookupAttemptsMax, backoffMs: config.costLookupBackoffMs, requestTimeoutMs: config.upstreamTimeoutMs,
   });
   // Beats further apart than this are a break (an outage others may have shared): the lease
   // less two intervals, so a live replica's staleness after an outage this replica did not
@@ -133,13 +136,14 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     claimMs: config.upstreamTimeoutMs + config.settleTimeoutMs + config.reconcileIntervalMs,
     inFlightMsMax: config.upstreamDurationMsMax + 2 * config.settleTimeoutMs + 60_000,
     upForMs: () => heartbeat.upForMs(),
+    flushHandOffs: () => handOffs.flush(),
     backoffMs: config.reconcileBackoffMs, backoffMsMax: config.reconcileBackoffMsMax,
     attemptsMax: config.reconcileAttemptsMax, ageMsMax: config.reconcileAgeMsMax,
   });
   return {
     config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
-    idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler,
+    idempotencyWriter: new KeyWriter(metrics, log, retryLimits), heartbeat, reconciler,
     lifecycle: { draining: false, inFlight: 0 },
   };
 }

@@ -125,7 +125,9 @@ export interface OrphanKeyOptions {
  *   (or for longer than orphanAgeMs): released, so a retry runs;
  * - the owner replica is gone and the request reached the upstream (any state but failed: it
  *   may have been charged, and the reconciler settles it): done, with the `interrupted` answer,
- *   so a retry never charges twice.
+ *   so a retry never charges twice;
+ * - the request was settled or unresolved more than orphanAgeMs ago and the key still runs (its
+ *   live owner gave up writing it): done, with the `interrupted` answer.
  */
 export async function finishOrphanKeys(db: Queryable, options: OrphanKeyOptions): Promise<{ released: number; interrupted: number }> {
   const released = await db.query(
@@ -153,10 +155,12 @@ export async function finishOrphanKeys(db: Queryable, options: OrphanKeyOptions)
           left join replicas p on p.id = k2.replica_id
          where k2.state = 'running' and r.state <> 'failed'
            and (p.id is null or ($6::boolean and p.heartbeat_at < now() - $1::integer * interval '1 millisecond')
-                or k2.created_at < p.started_at)
+                or k2.created_at < p.started_at
+                -- its request closed long ago: the owner's key write was given up
+                or (r.state in ('settled', 'unresolved') and r.updated_at < now() - $7::integer * interval '1 millisecond'))
          limit $2::integer)`,
     [options.leaseMs, options.limit, options.interrupted.status, JSON.stringify(options.interrupted.headers), options.interrupted.body,
-      options.judgeHeartbeats],
+      options.judgeHeartbeats, options.orphanAgeMs],
   );
   return { released: released.rowCount ?? 0, interrupted: interrupted.rowCount ?? 0 };
 }

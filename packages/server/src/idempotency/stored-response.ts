@@ -30,7 +30,7 @@ function tooLargeToKeep(): StoredResponse {
  */
 export function interruptedResponse(): StoredResponse {
   const error = new MetergateError('internal_error',
-    'the first request with this Idempotency-Key was interrupted (its server stopped) after reaching the upstream, ' +
+    'the first request with this Idempotency-Key was interrupted (its server stopped, or could not record its result) after reaching the upstream, ' +
     'so it may have been charged; its cost, if any, was billed; send a new Idempotency-Key to try again');
   return errorResponse(500, error);
 }

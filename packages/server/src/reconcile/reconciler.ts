@@ -19,6 +19,8 @@ export interface ReconcilerOptions {
   inFlightMsMax: number;
   /** How long this replica's own heartbeats have been landing without a break (Heartbeat.upForMs). */
   upForMs: () => number;
+  /** Marks what in-memory settles gave up on (while the database was away) for this pass. */
+  flushHandOffs: () => Promise<void>;
   backoffMs: number;
   backoffMsMax: number;
   attemptsMax: number;
@@ -75,6 +77,7 @@ export class Reconciler {
   /** One pass: claim rounds until nothing is due or batchMax is reached, then housekeeping. */
   async runOnce(): Promise<PassSummary> {
     const summary: PassSummary = { claimed: 0, outcomes: {} };
+    await this.options.flushHandOffs();
     const judgeHeartbeats = this.judgeHeartbeats();
     while (!this.#stopped && summary.claimed < this.options.batchMax) {
       const want = Math.min(this.options.concurrency, this.options.batchMax - summary.claimed);
