@@ -8,11 +8,11 @@ import {
   assertBooks, chatBody, post, startFixture, streamUntil, usageEntries, WAIT_MS, type Fixture,
 } from './reliability-helpers.js';
 
-const LEASE_MS = 1_000;
-const OUTAGE_MS = 1_500;
+const LEASE_MS = 1_500;
+const OUTAGE_MS = 2_000;
 // The owner's pool gets back a little later than the judge's (a slower reconnect): the
 // window in which the judge sees the database again but the owner's beat has not landed.
-const OWNER_BACK_LATE_MS = 250;
+const OWNER_BACK_LATE_MS = 150;
 
 interface Seen { state: string; reason: string | null; keyState: string | null; keyStatus: number | null }
 
@@ -41,7 +41,7 @@ QUnit.module('reliability: liveness after a database outage longer than the leas
     const common = { REPLICA_LEASE_MS: String(LEASE_MS), HEARTBEAT_INTERVAL_MS: '100' };
     // The judge reconciles often; the owner beats at the slowest rate the lease allows.
     const judge = await f.spawn({ ...common, RECONCILE_INTERVAL_MS: '50' }, judgeProxy!.via(f.db.url));
-    const owner = await f.spawn({ ...common, HEARTBEAT_INTERVAL_MS: '400', RECONCILE_INTERVAL_MS: '60000' }, ownerProxy!.via(f.db.url));
+    const owner = await f.spawn({ ...common, HEARTBEAT_INTERVAL_MS: '300', RECONCILE_INTERVAL_MS: '60000' }, ownerProxy!.via(f.db.url));
     const [keyJson, keyStream] = await Promise.all([f.createUser(judge, 'live-json'), f.createUser(judge, 'live-stream')]);
 
     // Two live calls on the owner that outlast the outage: a non-streaming one (no generation
