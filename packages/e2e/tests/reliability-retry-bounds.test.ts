@@ -1,9 +1,11 @@
 // In-memory retries are bounded (hardening item 14): during a database outage a settle is
 // retried RETRY_ATTEMPTS_MAX times, then given up in memory and handed to the reconciler,
 // which marks it due as soon as the database is back and settles it from the lookup.
+import { verify } from '@metergate/db';
 import { eventually, scrapeMetric, startTcpProxy, type TcpProxy } from '@metergate/testkit';
 import {
-  assertBooks, chatBody, post, requestsOf, settledEventually, startFixture, streamUntil, usageEntries, WAIT_MS, type Fixture,
+  assertBooks, chatBody, post, requestsOf, settledEventually, startFixture, STALE_IN_FLIGHT_MS, streamUntil, usageEntries, WAIT_MS,
+  type Fixture,
 } from './reliability-helpers.js';
 
 QUnit.module('reliability: bounded retries', (hooks) => {
@@ -59,5 +61,34 @@ QUnit.module('reliability: bounded retries', (hooks) => {
     for (const user of users) await settledEventually(f.db, user);
     for (const user of users) assert.strictEqual(await usageEntries(f.db, user), 1, `${user} settled once`);
     await assertBooks(assert, f, users);
+  });
+
+  QUnit.test('a settle failing permanently is not retried in memory; the reconciler hands it to an operator after its attempts', async (assert) => {
+    // A real Postgres error no retry can cure: this user's usage rows violate a check (a
+    // trigger in this test's database only).
+    await f.db.pool.query(`create function mgtest_poison() returns trigger language plpgsql as $$
+      begin
+        if new.user_id = 'poisoned' and new.kind = 'usage' then
+          raise exception 'poisoned for the test' using errcode = '23514';
+        end if;
+        return new;
+      end $$`);
+    await f.db.pool.query('create trigger mgtest_poison before insert on ledger_entries for each row execute function mgtest_poison()');
+    const replica = await f.spawn({ RECONCILE_ATTEMPTS_MAX: '3' });
+    const key = await f.createUser(replica, 'poisoned');
+    const text = await (await post(replica.url, key, chatBody({ completion_tokens: 4 }))).text();
+    assert.true(text.trimEnd().endsWith('[DONE]'), 'the stream completed (the failed settle was handed off)');
+    const [row] = await eventually(() => requestsOf(f.db, 'poisoned'), (rows) => rows[0]?.state === 'unresolved', WAIT_MS);
+    assert.strictEqual(row?.reason, 'settle_failed', `unresolved for an operator: ${JSON.stringify(row)}`);
+    assert.true((row?.lookup_attempts ?? 0) >= 3, 'after the reconciler\'s attempts');
+    assert.true(await scrapeMetric(replica.url, 'metergate_retry_given_up_total', { queue: 'settle', reason: 'permanent' }) >= 1,
+      'each failed settle was given up at once, not retried');
+    assert.strictEqual(await scrapeMetric(replica.url, 'metergate_retry_pending', { queue: 'settle' }), 0, 'nothing kept in memory');
+    assert.strictEqual(await scrapeMetric(replica.url, 'metergate_reconciler_requests_total', { outcome: 'unresolved_settle_failed' }), 1);
+    assert.strictEqual(await usageEntries(f.db, 'poisoned'), 0, 'nothing charged automatically');
+    await f.sim.whenIdle(WAIT_MS);
+    assert.true(f.sim.billedNano({ user: 'poisoned' }) > 0n, 'the upstream billed it (the operator settles it from the log)');
+    const report = await verify.verifyBooks(f.db.pool, { staleInFlightMs: STALE_IN_FLIGHT_MS, sampleMax: 5 });
+    assert.true(report.ok, `verify finds no breach: ${JSON.stringify(report.breaches)}`);
   });
 });

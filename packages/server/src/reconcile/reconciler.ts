@@ -167,7 +167,14 @@ export class Reconciler {
       const result = await this.settler.settle({
         requestId: request.id, userId: request.userId, generationId: request.generationId, cost: found.found,
       });
-      return result;
+      if (result !== 'deferred' || request.lookupAttempts < this.options.attemptsMax) return result;
+      // The cost is known but will not land (each claim's settle was given up): after as many
+      // claims as a lookup gets, it is an operator's, with the cost in the log. A settle that
+      // lands later still wins (the settle statement accepts an unresolved request).
+      await requests.markUnresolved(this.pool, request.id, 'settle_failed');
+      this.log.error({ requestId: request.id, userId: request.userId, generationId: request.generationId,
+        costNano: found.found.costNano.toString(), attempts: request.lookupAttempts }, 'request unresolved: its settle keeps failing');
+      return 'unresolved_settle_failed';
     }
     const decision = reconcileOutcome(request, this.options);
     if (decision === 'unresolved_exhausted') {
