@@ -2,6 +2,7 @@ import { requests } from '@metergate/db';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { isTransientDbError } from '../billing/retry-queue.js';
 
 /**
  * Requests whose in-memory settle was given up while the database could not even take the
@@ -36,10 +37,19 @@ export class HandOffs {
     }
   }
 
-  /** Run at the start of each reconciler pass; stops at the first failure (the database is away). */
+  /**
+   * Run at the start of each reconciler pass; stops (rejects) at the first transient failure:
+   * the database is away, and the pass would fail anyway. A permanent failure (a bug) drops
+   * that entry with an error rather than block every later pass.
+   */
   async flush(): Promise<void> {
     for (const [requestId, { generationId, reason }] of [...this.#pending]) {
-      await this.mark(requestId, generationId, reason);
+      try {
+        await this.mark(requestId, generationId, reason);
+      } catch (error) {
+        if (isTransientDbError(error)) throw error;
+        this.log.error({ err: error, requestId, generationId }, 'hand-off cannot be marked; the request is reconciled once older than any call may last');
+      }
       this.#pending.delete(requestId);
       this.gauge();
     }
