@@ -42,8 +42,9 @@ export function interruptedResponse(): StoredResponse {
  */
 export function failedAfterUpstreamResponse(error: MetergateError): StoredResponse {
   const kept = new MetergateError(error.code,
-    `${error.message}; the first request with this Idempotency-Key reached the upstream and may have been charged ` +
-    '(its cost, if any, is billed), so it is not run again; send a new Idempotency-Key to try again');
+    `${error.message}; the first request with this Idempotency-Key was sent upstream, which may have started the ` +
+    'generation, so it may have been charged (its cost, if any, is billed) and is not run again; ' +
+    'send a new Idempotency-Key to try again');
   return errorResponse(kept.status, kept);
 }
 
