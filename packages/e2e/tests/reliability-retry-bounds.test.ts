@@ -48,11 +48,12 @@ QUnit.module('reliability: bounded retries', (hooks) => {
   });
 
   QUnit.test('background cost lookups are bounded by COST_LOOKUP_TASKS_MAX: the rest go to the reconciler at once', async (assert) => {
-    const replica = await f.spawn({ COST_LOOKUP_TASKS_MAX: '1', COST_LOOKUP_BACKOFF_MS: '200' });
+    const replica = await f.spawn({ COST_LOOKUP_TASKS_MAX: '1', COST_LOOKUP_BACKOFF_MS: '1000' });
     const users = ['lookups-0', 'lookups-1', 'lookups-2'];
     const keys = await Promise.all(users.map((user) => f.createUser(replica, user)));
-    // Streams without a usage event, whose generations the upstream can look up only after 1 s.
-    const body = chatBody({ completion_tokens: 4, omit_usage: true, lookup_404_ms: 1_000 });
+    // Streams without a usage event, whose generations the upstream can look up only after 3 s: the one
+    // lookup this replica runs itself is still busy (backoff 1 s, 2 s, 4 s) when the others end.
+    const body = chatBody({ completion_tokens: 4, omit_usage: true, lookup_404_ms: 3_000 });
     const responses = await Promise.all(keys.map((key) => post(replica.url, key, body).then((response) => response.text())));
     assert.true(responses.every((text) => text.trimEnd().endsWith('[DONE]')), 'every stream completed');
     assert.strictEqual(await scrapeMetric(replica.url, 'metergate_retry_given_up_total', { queue: 'cost_lookup', reason: 'full' }), 2,
