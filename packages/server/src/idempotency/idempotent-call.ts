@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { idempotency, type IdempotencyRow } from '@metergate/db';
+import { idempotency, type IdempotencyRow, type StoredResponse } from '@metergate/db';
 import { MetergateError } from '../errors.js';
 import { upstreamMayHaveBilled } from '../billing/upstream-started.js';
 import { toMetergateError } from '../http/error-handler.js';
@@ -7,7 +7,6 @@ import type { Services } from '../services.js';
 import { bodyHash } from './key-header.js';
 import { ResponseRecorder, type Recording } from './recorder.js';
 import { failedAfterUpstreamResponse, replay, toStoredResponse } from './stored-response.js';
-import type { StoredResponse } from '@metergate/db';
 
 export interface KeyedCall {
   readonly userId: string;
