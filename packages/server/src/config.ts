@@ -58,11 +58,15 @@ const envSchema = z.object({
   UPSTREAM_IDLE_TIMEOUT_MS: int(100, 3_600_000, 120_000),
   UPSTREAM_DURATION_MS_MAX: int(1_000, 3_600_000, 600_000),
   UPSTREAM_CONNECTIONS_MAX: int(1, 100_000, 256),
+  CLIENT_WRITE_STALL_MS_MAX: int(100, 3_600_000, 60_000),
   BODY_BYTES_MAX: int(1_024, 100 * 1024 * 1024, 4 * 1024 * 1024),
   UPSTREAM_BODY_BYTES_MAX: int(1_024, 1024 * 1024 * 1024, 64 * 1024 * 1024),
   SETTLE_TIMEOUT_MS: int(100, 600_000, 5_000),
   COST_LOOKUP_ATTEMPTS_MAX: int(1, 100, 8),
   COST_LOOKUP_BACKOFF_MS: int(10, 600_000, 500),
+  COST_LOOKUP_TASKS_MAX: int(1, 1_000_000, 1_000),
+  RETRY_ENTRIES_MAX: int(1, 1_000_000, 10_000),
+  RETRY_ATTEMPTS_MAX: int(1, 10_000, 20),
   MODELS_CACHE_MS: int(0, 86_400_000, 60_000),
   AUTH_CACHE_MS: int(0, 60_000, 5_000),
   AUTH_CACHE_ENTRIES_MAX: int(1, 10_000_000, 100_000),
@@ -132,6 +136,8 @@ export interface Config {
   readonly upstreamIdleTimeoutMs: number;
   readonly upstreamDurationMsMax: number;
   readonly upstreamConnectionsMax: number;
+  /** A stream whose client reads nothing for this long is cut (upstream aborted, billed part settled). */
+  readonly clientWriteStallMsMax: number;
   readonly bodyBytesMax: number;
   /** An upstream cost above this (or negative) is left unresolved for an operator, not charged. */
   readonly callCostMaxNano: bigint;
@@ -139,6 +145,11 @@ export interface Config {
   readonly settleTimeoutMs: number;
   readonly costLookupAttemptsMax: number;
   readonly costLookupBackoffMs: number;
+  /** Background generation lookups at once; more are handed to the reconciler at once. */
+  readonly costLookupTasksMax: number;
+  /** In-memory retries of settles and idempotency-key writes: entries per queue, attempts per entry. */
+  readonly retryEntriesMax: number;
+  readonly retryAttemptsMax: number;
   readonly modelsCacheMs: number;
   /** How long a key → user lookup is remembered (0 = never); bounds revocation delay elsewhere. */
   readonly authCacheMs: number;
@@ -204,9 +215,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS, upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
     upstreamDurationMsMax: e.UPSTREAM_DURATION_MS_MAX, upstreamConnectionsMax: e.UPSTREAM_CONNECTIONS_MAX,
+    clientWriteStallMsMax: e.CLIENT_WRITE_STALL_MS_MAX,
     bodyBytesMax: e.BODY_BYTES_MAX, upstreamBodyBytesMax: e.UPSTREAM_BODY_BYTES_MAX,
     settleTimeoutMs: e.SETTLE_TIMEOUT_MS, costLookupAttemptsMax: e.COST_LOOKUP_ATTEMPTS_MAX,
-    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, modelsCacheMs: e.MODELS_CACHE_MS,
+    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, costLookupTasksMax: e.COST_LOOKUP_TASKS_MAX,
+    retryEntriesMax: e.RETRY_ENTRIES_MAX, retryAttemptsMax: e.RETRY_ATTEMPTS_MAX, modelsCacheMs: e.MODELS_CACHE_MS,
     authCacheMs: e.AUTH_CACHE_MS, authCacheEntriesMax: e.AUTH_CACHE_ENTRIES_MAX, keepaliveMs: e.KEEPALIVE_MS,
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS, replicaLeaseMs: e.REPLICA_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS, reconcileBatchMax: e.RECONCILE_BATCH_MAX,

@@ -40,6 +40,11 @@ export function createMetrics(gauges: Gauges) {
     admissions: new client.Counter({ name: 'metergate_admissions_total', help: 'Admission decisions by barrier mode and outcome', labelNames: ['mode', 'outcome'], registers: [registry] }),
     holdOverages: new client.Counter({ name: 'metergate_hold_overages_total', help: 'Settles whose charge exceeded the call\'s hold (charged in full)', registers: [registry] }),
     holdOverage: new client.Counter({ name: 'metergate_hold_overage_nano_total', help: 'Charged beyond the hold, nano-USD', registers: [registry] }),
+    retryPending: new client.Gauge({ name: 'metergate_retry_pending', help: 'Database writes waiting for an in-memory retry, by queue (settle, idempotency_key, hand_off)', labelNames: ['queue'], registers: [registry] }),
+    retryGivenUp: new client.Counter({ name: 'metergate_retry_given_up_total', help: 'In-memory retries and background lookups given up and handed to the reconciler, by queue and reason (attempts, permanent, full)', labelNames: ['queue', 'reason'], registers: [registry] }),
+    costLookupsRunning: new client.Gauge({ name: 'metergate_cost_lookups_running', help: 'Background generation lookups running in this process', registers: [registry] }),
+    clientWriteStalls: new client.Counter({ name: 'metergate_client_write_stalls_total', help: 'Streams cut because the client read nothing for CLIENT_WRITE_STALL_MS_MAX', registers: [registry] }),
+    reconcilerJudging: new client.Gauge({ name: 'metergate_reconciler_judging_heartbeats', help: '1 while this replica takes owners with a stale heartbeat for dead (its own beats have landed unbroken for a lease), else 0', registers: [registry] }),
     idempotency: new client.Counter({ name: 'metergate_idempotency_total', help: 'Idempotency-Key handling by outcome', labelNames: ['outcome'], registers: [registry] }),
   };
   new client.Gauge({ name: 'metergate_barrier_queue_depth', help: 'Callers waiting in this process behind a same-user call', registers: [registry], collect() { this.set(gauges.queueDepth()); } });

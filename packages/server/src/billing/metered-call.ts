@@ -13,6 +13,7 @@ import { costFromUsage, type UsageCost, type UsageLike } from './usage-cost.js';
 import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
 import { admitReserve, admitSerialize, type AdmittedCall } from '../holds/admission.js';
 import { defaultBudget, priceRequest, worstCaseNano, type Pricing } from '../holds/worst-case.js';
+import { markUpstreamStarted } from './upstream-started.js';
 
 export interface CallContext {
   readonly requestId: string;
@@ -118,11 +119,12 @@ async function openUpstream(services: Services, call: AdmittedContext, signal: A
     // match it, so the request is left visible as unresolved rather than dropped.
     const reason = error instanceof MetergateError ? error.code : 'upstream_failed';
     services.metrics.upstreamErrors.inc({ kind: reason });
-    const close = neverReachedUpstream(error)
+    const never = neverReachedUpstream(error);
+    const close = never
       ? requests.markFailed(services.pools.write, call.requestId, reason)
       : requests.markUnresolved(services.pools.write, call.requestId, reason);
     await close.catch((dbError: unknown) => services.log.error({ err: dbError, requestId: call.requestId }, 'could not close request row'));
-    throw error;
+    throw never ? error : markUpstreamStarted(error);
   }
 }
 
@@ -137,6 +139,7 @@ async function streamingCall(services: Services, call: AdmittedContext): Promise
     const outcome = await relaySse(upstream, call.res, {
       abort, requestId: call.requestId,
       onGenerationId: (id) => recordings.push(recordGenerationId(services, call.requestId, id)),
+      writeStallMsMax: services.config.clientWriteStallMsMax, onStall: () => services.metrics.clientWriteStalls.inc(),
     });
     observeUpstream(services, 'true', started, outcome.firstByteS);
     await Promise.all(recordings);
@@ -171,7 +174,8 @@ async function jsonCall(services: Services, call: AdmittedContext): Promise<void
     bytes = await readBody(upstream.body, services.config.upstreamBodyBytesMax);
   } catch (error) {
     await settleOrDefer(services, call, headerId, null, 'upstream_body_failed');
-    throw error instanceof MetergateError ? error : new MetergateError('upstream_bad_response', 'the upstream response broke off', { cause: error });
+    // The generation ran (200, maybe an id): an Idempotency-Key retry must not run it again.
+    throw markUpstreamStarted(error instanceof MetergateError ? error : new MetergateError('upstream_bad_response', 'the upstream response broke off', { cause: error }));
   }
   observeUpstream(services, 'false', started, null);
   const parsed = parseCompletion(bytes);
