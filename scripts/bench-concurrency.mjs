@@ -16,7 +16,7 @@
 // stopped at the end and on failure.
 //
 //   npx tsc -b && node scripts/bench-concurrency.mjs [--modes serialize,reserve] [--k 8] [--users 200]
-//     [--streams 10000] [--stream-s 3] [--long-stream-s 60] [--no-durable] [--skip-streams]
+//     [--streams 10000] [--stream-s 3] [--long-stream-s 60] [--ramp-per-s 1000] [--no-durable] [--skip-streams]
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -48,22 +48,31 @@ const { values: opts } = parseArgs({
     streams: { type: 'string', default: '10000' },
     'stream-s': { type: 'string', default: '3' },
     'long-stream-s': { type: 'string', default: '60' },
+    'ramp-per-s': { type: 'string', default: '1000' },
     'no-durable': { type: 'boolean', default: false },
     'skip-streams': { type: 'boolean', default: false },
+    'replica-env': { type: 'string', multiple: true, default: [] },
   },
 });
 const S = {
   modes: opts.modes.split(',').map((m) => m.trim()).filter(Boolean),
   k: Number(opts.k), users: Number(opts.users), streams: opts['skip-streams'] ? 0 : Number(opts.streams),
-  streamS: Number(opts['stream-s']), longStreamS: Number(opts['long-stream-s']), durable: !opts['no-durable'],
+  streamS: Number(opts['stream-s']), longStreamS: Number(opts['long-stream-s']), rampPerS: Number(opts['ramp-per-s']), durable: !opts['no-durable'],
 };
-for (const [name, value] of Object.entries(S)) if (typeof value === 'number' && !(Number.isFinite(value) && value >= 0)) throw new Error(`--${name} must be a non-negative number`);
+for (const [name, value] of Object.entries(S)) if (typeof value === 'number' && !(Number.isFinite(value) && value >= 0)) throw new Error(`${name} must be a non-negative number`);
+if (S.rampPerS <= 0) throw new Error('--ramp-per-s must be positive');
+/** --replica-env NAME=VALUE (repeatable): extra replica settings, e.g. pool sizes for a mode that needs them. */
+const REPLICA_ENV = Object.fromEntries(opts['replica-env'].map((pair) => {
+  const at = pair.indexOf('=');
+  if (at <= 0) throw new Error(`--replica-env wants NAME=VALUE, got ${pair}`);
+  return [pair.slice(0, at), pair.slice(at + 1)];
+}));
 for (const mode of S.modes) if (mode !== 'serialize' && mode !== 'reserve') throw new Error(`unknown mode ${mode} (serialize|reserve)`);
 
 const openFilesLimit = () => Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim());
 
 async function main() {
-  const perModeS = S.k * S.streamS * 2 + S.streamS * 4 + (S.streams > 0 ? S.longStreamS + 240 : 0) + 180;
+  const perModeS = S.k * S.streamS * 2 + S.streamS * 4 + (S.streams > 0 ? S.streams / S.rampPerS + S.longStreamS + 240 : 0) + 180;
   const deadlineMs = (S.modes.length * perModeS + 120) * 1000;
   console.log(`# bench:concurrency — ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'}), node ${process.version}, ` +
     `open files limit ${openFilesLimit()}; load generator, replica, simulator and Postgres share this machine`);
@@ -89,7 +98,13 @@ async function main() {
     const sim = await startSimulatorProcess();
     cleanup.push(async () => sim.stop());
     let failures = 0;
-    for (const mode of S.modes) failures += await benchMode(mode, cluster, sim, cleanup);
+    /** --replica-env NAME=VALUE (repeatable): extra replica settings, e.g. pool sizes for a mode that needs them. */
+const REPLICA_ENV = Object.fromEntries(opts['replica-env'].map((pair) => {
+  const at = pair.indexOf('=');
+  if (at <= 0) throw new Error(`--replica-env wants NAME=VALUE, got ${pair}`);
+  return [pair.slice(0, at), pair.slice(at + 1)];
+}));
+for (const mode of S.modes) failures += await benchMode(mode, cluster, sim, cleanup);
     return failures === 0 ? 0 : 1;
   } catch (error) {
     console.error(`# bench:concurrency failed: ${error?.stack ?? error}`);
@@ -129,7 +144,7 @@ async function benchMode(mode, cluster, sim, cleanup) {
   // that (a) measures serialization rather than refusals).
   const env = {
     BARRIER: mode, LOG_LEVEL: 'warn', REPLICA_ID: replicaId, UPSTREAM_CONNECTIONS_MAX: String(Math.max(256, S.streams + 100)),
-    BARRIER_QUEUE_WAIT_MS: String(Math.max(30_000, S.k * S.streamS * 1000 * 2)),
+    BARRIER_QUEUE_WAIT_MS: String(Math.max(30_000, S.k * S.streamS * 1000 * 2)), ...REPLICA_ENV,
   };
   const replica = await spawnReplica({ databaseUrl: databaseUrl.toString(), upstreamUrl: sim.url, upstreamKey: SIM_KEY, adminToken: ADMIN, env });
   cleanup.push(() => replica.stop(60_000));
@@ -176,11 +191,17 @@ function call(url, authorization, body, timeoutMs, events = {}) {
       if (open) events.onOpen?.();
       let tail = '';
       response.on('data', (chunk) => { tail = (tail + chunk.toString('latin1')).slice(-64); });
-      response.on('end', () => { if (open) events.onClose?.(); finish({ status: response.statusCode, done: tail.trimEnd().endsWith('data: [DONE]') }); });
+      response.on('end', () => {
+        if (open) events.onClose?.();
+        // An error body ends with `"code":"<code>","param":null}}`: within the 64 bytes kept.
+        finish({ status: response.statusCode, done: tail.trimEnd().endsWith('data: [DONE]'), code: open ? undefined : /"code":"([a-z_]+)"/.exec(tail)?.[1] });
+      });
       response.on('error', (error) => { if (open) events.onClose?.(); finish({ status: response.statusCode, done: false, error: error.code ?? error.message }); });
     });
     request.on('timeout', () => request.destroy(new Error('client timeout')));
-    request.on('error', (error) => finish({ status: 0, done: false, error: error.code ?? error.message }));
+    // code and message: "socket hang up" (closed without an answer) and "read ECONNRESET" (a
+    // TCP reset) share the code ECONNRESET.
+    request.on('error', (error) => finish({ status: 0, done: false, error: `${error.code ?? ''} ${error.message}`.trim() }));
     request.end(body);
   });
 }
@@ -217,7 +238,12 @@ async function createUsers(url, prefix, n) {
   return keys;
 }
 
-const countBy = (results) => results.reduce((acc, r) => { const k = r.status === 200 ? (r.done ? '200' : '200-cut') : String(r.status || r.error); acc[k] = (acc[k] ?? 0) + 1; return acc; }, {});
+/** Calls by outcome: "200" (ended with [DONE]), "200-cut", "<status> <error code>", or the socket error. */
+const countBy = (results) => results.reduce((acc, r) => {
+  const k = r.status === 200 ? (r.done ? '200' : '200-cut') : r.status === 0 ? r.error : `${r.status}${r.code ? ` ${r.code}` : ''}`;
+  acc[k] = (acc[k] ?? 0) + 1;
+  return acc;
+}, {});
 
 async function phaseOneUser(replica, sim) {
   const [user] = await createUsers(replica.url, 'one', 1);
@@ -303,7 +329,7 @@ function openFiles(pid) {
 async function phaseOpenStreams(replica, monitor, database) {
   const users = await createUsers(replica.url, 'open', S.streams);
   const before = { ...rssKiB(replica.pid), files: openFiles(replica.pid) };
-  const logsBefore = replica.logs.length;
+  const lastLogBefore = replica.logs[replica.logs.length - 1];
   let open = 0;
   // Two peaks: streams open at once (status 200 received, not ended) and the replica's open files
   // (every connected socket, including calls still waiting for admission), each with the RSS then.
@@ -311,7 +337,12 @@ async function phaseOpenStreams(replica, monitor, database) {
   const events = { onOpen: () => { open += 1; }, onClose: () => { open -= 1; } };
   const timeoutMs = (S.longStreamS * 2 + 180) * 1000;
   const started = performance.now();
-  const run = Promise.all(users.map((u) => call(`${replica.url}/v1/chat/completions`, `Bearer ${u.key}`, streamBody(u.id, S.longStreamS), timeoutMs, events)));
+  // Connections are opened at rampPerS, not all in one tick: a burst of 10,000 connects overflows
+  // the replica's listen backlog (511) and measures the kernel's SYN handling instead.
+  const run = Promise.all(users.map(async (u, i) => {
+    await new Promise((resolve) => setTimeout(resolve, (i * 1000) / S.rampPerS));
+    return call(`${replica.url}/v1/chat/completions`, `Bearer ${u.key}`, streamBody(u.id, S.longStreamS), timeoutMs, events);
+  }));
   let done = false;
   void run.finally(() => { done = true; });
   const backends = peakBackends(monitor, database, run);
@@ -328,14 +359,16 @@ async function phaseOpenStreams(replica, monitor, database) {
   const results = await run;
   const after = rssKiB(replica.pid);
   const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`;
-  console.log(`(d) ${S.streams} users × one ~${S.longStreamS} s stream at once on one replica: statuses ${JSON.stringify(countBy(results))}, ` +
+  console.log(`(d) ${S.streams} users × one ~${S.longStreamS} s stream, opened at ${S.rampPerS}/s, on one replica: statuses ${JSON.stringify(countBy(results))}, ` +
     `wall ${((performance.now() - started) / 1000).toFixed(1)} s, peak Postgres backends ${await backends}`);
   console.log(`    streams open at once: peak ${peak.open.n} (${peak.open.n === S.streams ? 'all' : 'NOT all'} ${S.streams} open together), replica RSS then ${mib(peak.open.rss)}`);
   console.log(`    replica open files: before ${before.files}, peak ${peak.files.n} (client sockets, including calls waiting for admission), RSS then ${mib(peak.files.rss)}`);
   console.log(`    replica RSS: before ${mib(before.rss)}, high-water mark (VmHWM) ${mib(after.hwm)} (goal < 1 GiB)`);
   for (const [kind, ms] of Object.entries(errorTimes(results))) console.log(`    client-side ${kind}: ${ms.length} calls, at ${(Math.min(...ms) / 1000).toFixed(1)}–${(Math.max(...ms) / 1000).toFixed(1)} s after sending`);
-  const logged = summarizeLogs(replica.logs.slice(logsBefore));
-  if (logged !== '') console.log(`    replica warnings/errors during (d): ${logged}`);
+  // replica.logs keeps the last 2,000 lines: the ones after the last line seen before (d), or all of them.
+  const newLogs = replica.logs.slice(replica.logs.lastIndexOf(lastLogBefore) + 1);
+  const logged = summarizeLogs(newLogs);
+  if (logged !== '') console.log(`    replica log lines during (d) (${newLogs.length}${newLogs.length === replica.logs.length ? ', at most the last 2,000' : ''}): ${logged}`);
 }
 
 function errorTimes(results) {
@@ -344,12 +377,11 @@ function errorTimes(results) {
   return out;
 }
 
-/** Counts of the replica's warn/error log lines by message (top 5). */
+/** Counts of the replica's log lines (LOG_LEVEL=warn unless --replica-env says otherwise) by message (top 5). */
 function summarizeLogs(lines) {
   const counts = new Map();
   for (const line of lines) {
-    if (typeof line.level === 'number' && line.level < 40) continue;
-    const msg = String(line.msg ?? line.line ?? '?').slice(0, 100);
+    const msg = `${line.level ?? ''} ${String(line.msg ?? line.line ?? '?').slice(0, 100)}`;
     counts.set(msg, (counts.get(msg) ?? 0) + 1);
   }
   return [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([msg, n]) => `${n} × "${msg}"`).join('; ');
