@@ -318,6 +318,16 @@ function rssKiB(pid) {
   return { rss: field('VmRSS'), hwm: field('VmHWM') };
 }
 
+/** The kernel's count of connections dropped because a listen queue was full (this network namespace, all sockets). */
+function listenOverflows() {
+  try {
+    const [names, values] = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((line) => line.startsWith('TcpExt:')).map((line) => line.split(/\s+/));
+    return Number(values[names.indexOf('ListenOverflows')]);
+  } catch {
+    return NaN;
+  }
+}
+
 function openFiles(pid) {
   try {
     return readdirSync(`/proc/${pid}/fd`).length;
@@ -330,6 +340,7 @@ async function phaseOpenStreams(replica, monitor, database) {
   const users = await createUsers(replica.url, 'open', S.streams);
   const before = { ...rssKiB(replica.pid), files: openFiles(replica.pid) };
   const lastLogBefore = replica.logs[replica.logs.length - 1];
+  const overflowsBefore = listenOverflows();
   let open = 0;
   // Two peaks: streams open at once (status 200 received, not ended) and the replica's open files
   // (every connected socket, including calls still waiting for admission), each with the RSS then.
@@ -364,6 +375,7 @@ async function phaseOpenStreams(replica, monitor, database) {
   console.log(`    streams open at once: peak ${peak.open.n} (${peak.open.n === S.streams ? 'all' : 'NOT all'} ${S.streams} open together), replica RSS then ${mib(peak.open.rss)}`);
   console.log(`    replica open files: before ${before.files}, peak ${peak.files.n} (client sockets, including calls waiting for admission), RSS then ${mib(peak.files.rss)}`);
   console.log(`    replica RSS: before ${mib(before.rss)}, high-water mark (VmHWM) ${mib(after.hwm)} (goal < 1 GiB)`);
+  console.log(`    listen queue overflows (kernel TcpExt ListenOverflows, whole machine) during (d): ${listenOverflows() - overflowsBefore}`);
   for (const [kind, ms] of Object.entries(errorTimes(results))) console.log(`    client-side ${kind}: ${ms.length} calls, at ${(Math.min(...ms) / 1000).toFixed(1)}–${(Math.max(...ms) / 1000).toFixed(1)} s after sending`);
   // replica.logs keeps the last 2,000 lines: the ones after the last line seen before (d), or all of them.
   const newLogs = replica.logs.slice(replica.logs.lastIndexOf(lastLogBefore) + 1);
