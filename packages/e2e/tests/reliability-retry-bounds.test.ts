@@ -64,7 +64,7 @@ QUnit.module('reliability: bounded retries', (hooks) => {
     await assertBooks(assert, f, users);
   });
 
-  QUnit.test('a settle failing permanently is not retried in memory; the reconciler hands it to an operator after its attempts', async (assert) => {
+  QUnit.test('a settle failing permanently is not retried: unresolved for an operator at once, its hold kept', async (assert) => {
     // A real Postgres error no retry can cure: this user's usage rows violate a check (a
     // trigger in this test's database only).
     await f.db.pool.query(`create function mgtest_poison() returns trigger language plpgsql as $$
@@ -80,12 +80,13 @@ QUnit.module('reliability: bounded retries', (hooks) => {
     const text = await (await post(replica.url, key, chatBody({ completion_tokens: 4 }))).text();
     assert.true(text.trimEnd().endsWith('[DONE]'), 'the stream completed (the failed settle was handed off)');
     const [row] = await eventually(() => requestsOf(f.db, 'poisoned'), (rows) => rows[0]?.state === 'unresolved', WAIT_MS);
-    assert.strictEqual(row?.reason, 'settle_failed', `unresolved for an operator: ${JSON.stringify(row)}`);
-    assert.true((row?.lookup_attempts ?? 0) >= 3, 'after the reconciler\'s attempts');
-    assert.true(await scrapeMetric(replica.url, 'metergate_retry_given_up_total', { queue: 'settle', reason: 'permanent' }) >= 1,
-      'each failed settle was given up at once, not retried');
+    // The settler tells a refusal no retry can cure (SQLSTATE class 22/23) from an outage and
+    // leaves it to an operator at once, with the SQLSTATE (README, Money).
+    assert.strictEqual(row?.reason, 'settle_rejected:23514', `unresolved for an operator: ${JSON.stringify(row)}`);
+    assert.true(await scrapeMetric(replica.url, 'metergate_settles_total', { outcome: 'unresolved' }) >= 1, 'counted as unresolved');
     assert.strictEqual(await scrapeMetric(replica.url, 'metergate_retry_pending', { queue: 'settle' }), 0, 'nothing kept in memory');
-    assert.strictEqual(await scrapeMetric(replica.url, 'metergate_reconciler_requests_total', { outcome: 'unresolved_settle_failed' }), 1);
+    const held = await f.db.pool.query<{ held: string }>(`select held_nano::text as held from users where id = 'poisoned'`);
+    assert.true(BigInt(held.rows[0]!.held) > 0n, 'its hold stays until an operator settles or voids it');
     assert.strictEqual(await usageEntries(f.db, 'poisoned'), 0, 'nothing charged automatically');
     await f.sim.whenIdle(WAIT_MS);
     assert.true(f.sim.billedNano({ user: 'poisoned' }) > 0n, 'the upstream billed it (the operator settles it from the log)');
