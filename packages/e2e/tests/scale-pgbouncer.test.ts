@@ -23,12 +23,11 @@ const SERVER_POOL_SIZE = 20;
 const TEST_DURATION_MS_MAX = 60_000;
 /**
  * How far below zero each mode may leave the balance, in calls. serialize: admission and the
- * call run under the user's lock, so only the last admitted call can overdraw. reserve: the
- * lock covers admission only, and admission counts the holds of calls in flight; assumed here
- * to bound the overdraft the same way (a hold covers its call's cost). Change it here if the
- * reserve design promises another bound.
+ * call run under the user's lock, so only the last admitted call can overdraw. reserve: a call
+ * is admitted only when its worst-case hold fits the available balance (README, Holds), so the
+ * balance never goes below the minimum (0 here).
  */
-const OVERDRAFT_BOUND_CALLS: Record<Mode, bigint> = { serialize: 1n, reserve: 1n };
+const OVERDRAFT_BOUND_CALLS: Record<Mode, bigint> = { serialize: 1n, reserve: 0n };
 const CALL = { latency_ms: 15, chunk_delay_ms: 2, completion_tokens: 8 };
 const body = () => ({ model: 'openai/gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'count to eight' }], sim: CALL });
 
