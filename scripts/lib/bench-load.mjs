@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// The benchmark's load generator, in a process of its own (forked with an IPC channel) so its
+// CPU is neither shared with the orchestrator nor hidden: each run reports its own CPU time.
+// Message in: { url, concurrency, requestsMax, durationMs, stream, calls: [{ authorization, body }] }
+// (calls are used round robin). Message out: the run's counts, latencies and CPU.
+import { performance } from 'node:perf_hooks';
+import { Pool } from 'undici';
+
+const pools = new Map();
+function poolFor(origin) {
+  let pool = pools.get(origin);
+  if (pool === undefined) {
+    // More connections than any run's concurrency, so no request ever waits for a socket here.
+    pool = new Pool(origin, { connections: 128, keepAliveTimeout: 30_000, headersTimeout: 60_000, bodyTimeout: 60_000 });
+    pools.set(origin, pool);
+  }
+  return pool;
+}
+
+const DONE = 'data: [DONE]';
+
+/** One call, timed to its first and last body byte; a stream must end with [DONE]. */
+async function call(pool, path, stream, { authorization, body }) {
+  const started = performance.now();
+  const response = await pool.request({ method: 'POST', path, headers: { authorization, 'content-type': 'application/json' }, body });
+  let firstByteMs = null;
+  let tail = '';
+  for await (const chunk of response.body) {
+    firstByteMs ??= performance.now() - started;
+    if (stream) tail = (tail + chunk.toString('latin1')).slice(-64);
+  }
+  const ms = performance.now() - started;
+  if (response.statusCode !== 200) return { error: `status ${response.statusCode}` };
+  if (stream && !tail.includes(DONE)) return { error: 'stream without [DONE]' };
+  return { ms, firstByteMs };
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+async function run({ url, concurrency, requestsMax, durationMs, stream, calls }) {
+  const target = new URL(url);
+  const pool = poolFor(target.origin);
+  const ms = [];
+  const ttfb = [];
+  const errors = {};
+  let next = 0;
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const deadline = started + durationMs;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < requestsMax && performance.now() < deadline) {
+      const i = next++;
+      let result;
+      try {
+        result = await call(pool, target.pathname, stream, calls[i % calls.length]);
+      } catch (error) {
+        result = { error: error.code ?? error.message };
+      }
+      if (result.error !== undefined) errors[result.error] = (errors[result.error] ?? 0) + 1;
+      else { ms.push(result.ms); ttfb.push(result.firstByteMs); }
+    }
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  ms.sort((a, b) => a - b);
+  ttfb.sort((a, b) => a - b);
+  return {
+    ok: ms.length, failures: Object.values(errors).reduce((a, b) => a + b, 0), errors, seconds,
+    rps: ms.length / seconds, p50: percentile(ms, 50), p99: percentile(ms, 99),
+    ttfbP50: percentile(ttfb, 50), ttfbP99: percentile(ttfb, 99), cpuMs: (cpu.user + cpu.system) / 1000,
+  };
+}
+
+process.on('message', (message) => {
+  if (message === 'exit') { void Promise.all([...pools.values()].map((p) => p.close())).finally(() => process.exit(0)); return; }
+  run(message).then((result) => process.send({ result }), (error) => process.send({ error: error.stack ?? String(error) }));
+});
+// The orchestrator going away (crash, SIGKILL) closes the channel: never outlive it.
+process.on('disconnect', () => process.exit(0));
