@@ -15,10 +15,11 @@ import { request } from 'undici';
 import { postgresCpuMs, processCpuMs, readCounters, statementDeltas } from './lib/bench-probe.mjs';
 import { startBareProxy, startLoadGenerator, startMetergate, startSimulator } from './lib/bench-processes.mjs';
 import { cpuTable, detailTable, profileBlock, ratioTable, summaryTable } from './lib/bench-report.mjs';
+import { addSlice, emptyRun, summarize } from './lib/bench-samples.mjs';
 import { ROOT, startThrowawayPostgres } from './lib/throwaway-pg.mjs';
 
 const USAGE = 'usage: npm run bench -- [--barrier serialize|reserve|both] [--profile] [--fast-unsafe] [--users N] ' +
-  '[--concurrency N] [--load-requests N] [--load-seconds S] [--c1-requests N] [--c1-seconds S] [--tokens N]';
+  '[--concurrency N] [--load-requests N] [--load-seconds S] [--c1-requests N] [--c1-seconds S] [--rounds N] [--warmup-seconds S] [--tokens N]';
 const { values: opts } = parseArgs({
   options: {
     barrier: { type: 'string', default: 'serialize' },
@@ -31,6 +32,7 @@ const { values: opts } = parseArgs({
     'c1-requests': { type: 'string', default: '1000' },
     'c1-seconds': { type: 'string', default: '10' },
     'warmup-seconds': { type: 'string', default: '2' },
+    rounds: { type: 'string' },
     tokens: { type: 'string', default: '16' },
   },
 });
@@ -48,10 +50,12 @@ const LEVELS = {
   load: { concurrency: CONCURRENCY, requestsMax: Math.floor(positive('load-requests')), durationMs: positive('load-seconds') * 1000 },
 };
 const SHAPE = { concurrency: CONCURRENCY, users: USERS };
+const PROFILE = opts.profile;
+// --profile waits for Postgres's statistics around every slice: one round unless asked.
+const ROUNDS = opts.rounds === undefined ? (PROFILE ? 1 : 4) : Math.floor(positive('rounds'));
 const WARMUP_MS = positive('warmup-seconds') * 1000;
 const TOKENS = Math.floor(positive('tokens'));
 const FAST_UNSAFE = opts['fast-unsafe'];
-const PROFILE = opts.profile;
 const ADMIN = 'bench-admin-token-0123456789';
 const SIM_KEY = 'bench-sim-key';
 // Backends flush their statistics (pg_stat_database) at most once a second and, when idle,
@@ -131,53 +135,63 @@ function cpuSnapshot(procs, clusterDir) {
   return snapshot;
 }
 
-/** One run of one path: the load generator's figures plus CPU and (--profile) Postgres counters. */
-async function measure(ctx, target, kind, level) {
+/** One slice of one scenario, added to its run: latencies, CPU, and (--profile) Postgres counters. */
+async function measureSlice(ctx, target, kind, level, run) {
   const stream = kind === 'stream';
   const profiled = PROFILE && target.metered === true;
   if (profiled && ctx.statsDirty) await sleep(STATS_FLUSH_WAIT_MS);
   const before = profiled ? await readCounters(ctx.client, true) : null;
   const cpuBefore = cpuSnapshot(ctx.procs, ctx.clusterDir);
-  const result = await ctx.load.run({ url: target.url, stream, calls: target.calls(stream), ...LEVELS[level] });
+  const { concurrency, requestsMax, durationMs } = LEVELS[level];
+  const slice = await ctx.load.run({ url: target.url, stream, calls: target.calls(stream), concurrency,
+    requestsMax: Math.ceil(requestsMax / ROUNDS), durationMs: durationMs / ROUNDS });
   const cpuAfter = cpuSnapshot(ctx.procs, ctx.clusterDir);
   const cpuMsByProcess = Object.fromEntries(Object.keys(cpuAfter).map((n) => [n, cpuAfter[n] - cpuBefore[n]]));
-  cpuMsByProcess['load generator'] = result.cpuMs;
-  const run = { ...result, name: `${target.label}, ${kind}, ${level === 'c1' ? 'c=1' : `c=${CONCURRENCY}`}`, cpuMsByProcess,
-    replicaCpuMs: cpuMsByProcess[target.proc.name] };
+  cpuMsByProcess['load generator'] = slice.cpuMs;
   if (target.metered) ctx.statsDirty = true;
+  let counters = null;
   if (profiled) {
     const statementsAfter = await readCounters(ctx.client, true);
     await sleep(STATS_FLUSH_WAIT_MS);
     const after = await readCounters(ctx.client, false);
-    Object.assign(run, { statements: statementDeltas(before, statementsAfter), commits: after.commits - before.commits,
-      xids: after.nextXid - before.nextXid, walSyncs: after.walSyncs - before.walSyncs, walSyncMs: after.walSyncMs - before.walSyncMs });
+    counters = { statements: statementDeltas(before, statementsAfter), commits: after.commits - before.commits,
+      xids: after.nextXid - before.nextXid, walSyncs: after.walSyncs - before.walSyncs, walSyncMs: after.walSyncMs - before.walSyncMs };
     ctx.statsDirty = false;
   }
-  return run;
+  addSlice(run, slice, cpuMsByProcess, counters);
 }
 
 async function runAll(ctx, targets) {
-  const results = new Map();
-  const runs = [];
   for (const target of targets) {
     log(`warming up ${target.label}`);
     for (const stream of [false, true]) {
       await ctx.load.run({ url: target.url, stream, calls: target.calls(stream), concurrency: CONCURRENCY, requestsMax: 100_000, durationMs: WARMUP_MS / 2 });
     }
   }
-  // Paths interleaved run by run, so a change in the machine's load (other tenants on the
-  // two cores) hits every path alike rather than one path's whole series.
+  const raw = new Map();
   for (const level of ['c1', 'load']) {
     for (const kind of ['json', 'stream']) {
       for (const target of targets) {
-        log(`${target.label}: ${kind}, ${level}`);
-        const run = await measure(ctx, target, kind, level);
-        results.set(`${target.key}|${kind}|${level}`, run);
-        runs.push(run);
+        const run = emptyRun(`${target.label}, ${kind}, ${level === 'c1' ? 'c=1' : `c=${CONCURRENCY}`}`);
+        run.replicaName = target.proc.name;
+        raw.set(`${target.key}|${kind}|${level}`, run);
       }
     }
   }
-  return { results, runs };
+  // Each scenario runs in ROUNDS slices and the paths take turns slice by slice, so a change
+  // in the machine's load (other tenants on the two cores) hits every path alike rather than
+  // one path's whole series.
+  for (let round = 1; round <= ROUNDS; round += 1) {
+    for (const level of ['c1', 'load']) {
+      for (const kind of ['json', 'stream']) {
+        log(`round ${round}/${ROUNDS}: ${kind}, ${level === 'c1' ? 'c=1' : `c=${CONCURRENCY}`}`);
+        for (const target of targets) await measureSlice(ctx, target, kind, level, raw.get(`${target.key}|${kind}|${level}`));
+      }
+    }
+  }
+  const results = new Map([...raw].map(([key, run]) => [key, summarize(run)]));
+  for (const run of results.values()) run.replicaCpuMs = run.cpuMsByProcess[run.replicaName];
+  return { results, runs: [...results.values()] };
 }
 
 /** The project's own verify, against the benchmark database, with the replicas stopped. */
@@ -221,7 +235,8 @@ function printReport(meta, replicas, targets, { results, runs }, verified) {
   out.push(`Postgres (read back with SHOW): ${Object.entries(meta.settings).map(([k, v]) => `${k}=${v || "''"}`).join(', ')}; ` +
     `data directory on ${meta.fsType}. ${FAST_UNSAFE ? 'FAST-UNSAFE (fsync off).' : 'Durable: every commit waits for its WAL flush.'}`);
   out.push(`Load: ${USERS} users round robin, ${TOKENS} completion tokens per call; c=1: up to ${LEVELS.c1.requestsMax} requests or ${LEVELS.c1.durationMs / 1000} s; ` +
-    `c=${CONCURRENCY}: up to ${LEVELS.load.requestsMax} requests or ${LEVELS.load.durationMs / 1000} s; every path warmed up first. Latency is to the last byte.`);
+    `c=${CONCURRENCY}: up to ${LEVELS.load.requestsMax} requests or ${LEVELS.load.durationMs / 1000} s; each in ${ROUNDS} slice(s), the paths taking turns; ` +
+    'every path warmed up first. Latency is to the last byte.');
   out.push(`Barrier: ${replicas.map((r) => `BARRIER=${r.barrier} passed, replica reports ${r.reported ?? 'nothing (it predates the BARRIER setting, so it ran its only barrier: serialize)'}`).join('; ')}`);
   out.push('', 'Non-streaming (JSON):', '', summaryTable('json', targets, results, SHAPE));
   out.push('', 'Streaming (SSE):', '', summaryTable('stream', targets, results, SHAPE));

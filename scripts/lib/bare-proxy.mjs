@@ -31,14 +31,22 @@ function fail(res, status, message) {
 const server = http.createServer((req, res) => {
   if (!req.url?.startsWith('/v1/')) { fail(res, 404, 'not found'); return; }
   const headers = { ...forwardHeaders(req.headers), authorization: `Bearer ${upstreamKey}` };
-  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-  pool.request({ method: req.method, path: `${upstream.pathname}${req.url.slice(3)}`, headers, body: hasBody ? req : null })
+  // The body is read whole before it is sent on, as any proxy that must look at it does (and
+  // undici sends a buffer more cheaply than a stream).
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('error', () => res.destroy());
+  req.on('end', () => forward(req, res, headers, chunks.length === 0 ? null : Buffer.concat(chunks)));
+});
+
+function forward(req, res, headers, body) {
+  pool.request({ method: req.method, path: `${upstream.pathname}${req.url.slice(3)}`, headers, body })
     .then((response) => {
       res.writeHead(response.statusCode, forwardHeaders(response.headers));
       // pipeline destroys the upstream body if the client goes away, and vice versa.
       pipeline(response.body, res, () => undefined);
     }, (error) => fail(res, 502, `upstream: ${error.message}`));
-});
+}
 server.keepAliveTimeout = 30_000;
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${server.address().port}` })}\n`);

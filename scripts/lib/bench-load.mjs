@@ -2,7 +2,7 @@
 // The benchmark's load generator, in a process of its own (forked with an IPC channel) so its
 // CPU is neither shared with the orchestrator nor hidden: each run reports its own CPU time.
 // Message in: { url, concurrency, requestsMax, durationMs, stream, calls: [{ authorization, body }] }
-// (calls are used round robin). Message out: the run's counts, latencies and CPU.
+// (calls are used round robin). Message out: every latency, the failures by reason, its CPU.
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 
@@ -35,11 +35,6 @@ async function call(pool, path, stream, { authorization, body }) {
   return { ms, firstByteMs };
 }
 
-function percentile(sorted, p) {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
 async function run({ url, concurrency, requestsMax, durationMs, stream, calls }) {
   const target = new URL(url);
   const pool = poolFor(target.origin);
@@ -65,13 +60,8 @@ async function run({ url, concurrency, requestsMax, durationMs, stream, calls })
   }));
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
-  ms.sort((a, b) => a - b);
-  ttfb.sort((a, b) => a - b);
-  return {
-    ok: ms.length, failures: Object.values(errors).reduce((a, b) => a + b, 0), errors, seconds,
-    rps: ms.length / seconds, p50: percentile(ms, 50), p99: percentile(ms, 99),
-    ttfbP50: percentile(ttfb, 50), ttfbP99: percentile(ttfb, 99), cpuMs: (cpu.user + cpu.system) / 1000,
-  };
+  // Raw samples: the orchestrator merges the slices of one scenario before taking percentiles.
+  return { ms, ttfb, errors, seconds, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 process.on('message', (message) => {
