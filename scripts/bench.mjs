@@ -236,7 +236,7 @@ function printReport(meta, replicas, targets, { results, runs }, verified) {
     `data directory on ${meta.fsType}. ${FAST_UNSAFE ? 'FAST-UNSAFE (fsync off).' : 'Durable: every commit waits for its WAL flush.'}`);
   out.push(`Load: ${USERS} users round robin, ${TOKENS} completion tokens per call; c=1: up to ${LEVELS.c1.requestsMax} requests or ${LEVELS.c1.durationMs / 1000} s; ` +
     `c=${CONCURRENCY}: up to ${LEVELS.load.requestsMax} requests or ${LEVELS.load.durationMs / 1000} s; each in ${ROUNDS} slice(s), the paths taking turns; ` +
-    'every path warmed up first. Latency is to the last byte.');
+    'every path warmed up first. Latency is to the last byte; req/s counts the calls completed inside each slice\'s window.');
   out.push(`Barrier: ${replicas.map((r) => `BARRIER=${r.barrier} passed, replica reports ${r.reported ?? 'nothing (it predates the BARRIER setting, so it ran its only barrier: serialize)'}`).join('; ')}`);
   out.push('', 'Non-streaming (JSON):', '', summaryTable('json', targets, results, SHAPE));
   out.push('', 'Streaming (SSE):', '', summaryTable('stream', targets, results, SHAPE));

@@ -2,7 +2,7 @@
 // and summarized once: percentiles over every sample, throughput over the summed time.
 
 export function emptyRun(name) {
-  return { name, ms: [], ttfb: [], errors: {}, seconds: 0, cpuMs: 0, cpuMsByProcess: {}, slices: 0 };
+  return { name, ms: [], ttfb: [], errors: {}, seconds: 0, inWindow: 0, windowSeconds: 0, cpuMs: 0, cpuMsByProcess: {}, slices: 0 };
 }
 
 function addAll(into, from) {
@@ -15,6 +15,8 @@ export function addSlice(run, slice, cpuMsByProcess, counters) {
   for (const v of slice.ttfb) run.ttfb.push(v);
   addAll(run.errors, slice.errors);
   run.seconds += slice.seconds;
+  run.inWindow += slice.inWindow;
+  run.windowSeconds += slice.windowSeconds;
   run.cpuMs += slice.cpuMs;
   run.slices += 1;
   addAll(run.cpuMsByProcess, cpuMsByProcess);
@@ -42,7 +44,7 @@ export function summarize(run) {
   return {
     ...run, ms: undefined, ttfb: undefined,
     ok: ms.length, failures: Object.values(run.errors).reduce((a, b) => a + b, 0),
-    rps: ms.length / run.seconds, p50: percentile(ms, 50), p99: percentile(ms, 99),
+    rps: run.inWindow / run.windowSeconds, p50: percentile(ms, 50), p99: percentile(ms, 99),
     ttfbP50: percentile(ttfb, 50), ttfbP99: percentile(ttfb, 99),
   };
 }
