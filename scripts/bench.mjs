@@ -237,7 +237,10 @@ function printReport(meta, replicas, targets, { results, runs }, verified) {
   out.push(`Load: ${USERS} users round robin, ${TOKENS} completion tokens per call; c=1: up to ${LEVELS.c1.requestsMax} requests or ${LEVELS.c1.durationMs / 1000} s; ` +
     `c=${CONCURRENCY}: up to ${LEVELS.load.requestsMax} requests or ${LEVELS.load.durationMs / 1000} s; each in ${ROUNDS} slice(s), the paths taking turns; ` +
     'every path warmed up first. Latency is to the last byte; req/s counts the calls completed inside each slice\'s window.');
-  out.push(`Barrier: ${replicas.map((r) => `BARRIER=${r.barrier} passed, replica reports ${r.reported ?? 'nothing (it predates the BARRIER setting, so it ran its only barrier: serialize)'}`).join('; ')}`);
+  out.push(`Barrier: ${replicas.map((r) => `BARRIER=${r.barrier} passed, the replica reports ${r.reported ?? 'no mode (not confirmed: a replica that predates the BARRIER setting ignores it and serializes)'}`).join('; ')}`);
+  for (const r of replicas) {
+    if (r.reported !== null && !r.reported.startsWith(r.barrier)) out.push(`!!! BARRIER=${r.barrier} was passed but the replica reports ${r.reported}: its rows are not what they say.`);
+  }
   out.push('', 'Non-streaming (JSON):', '', summaryTable('json', targets, results, SHAPE));
   out.push('', 'Streaming (SSE):', '', summaryTable('stream', targets, results, SHAPE));
   for (const r of targets.filter((t) => t.metered)) out.push('', ratioTable(r, results, SHAPE));
@@ -280,13 +283,14 @@ async function main() {
   for (const barrier of BARRIERS) {
     log(`starting Metergate with BARRIER=${barrier}`);
     const replica = track(await startMetergate({ databaseUrl: db.url, upstreamUrl: sim.url, upstreamKey: SIM_KEY, adminToken: ADMIN, barrier }));
-    replicas.push({ ...replica, barrier, reported: await replica.reportedBarrier() });
+    replicas.push({ ...replica, barrier });
   }
   log(`creating ${USERS} users`);
   const users = await createUsers(replicas[0].url);
   const targets = paths(sim, bare, replicas, users);
   const ctx = { client, load, clusterDir: db.dataDir, procs: [sim, bare, ...replicas], statsDirty: true };
   const measured = await runAll(ctx, targets);
+  for (const r of replicas) r.reported = await r.reportedBarrier();
   log('stopping the replicas, then verifying the books');
   for (const r of replicas) await r.stop();
   const verified = await verifyBooks(db.url);

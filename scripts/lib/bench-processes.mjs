@@ -85,21 +85,23 @@ export async function startMetergate({ databaseUrl, upstreamUrl, upstreamKey, ad
 const MODE = /^(serialize|reserve)$/;
 
 /**
- * The barrier mode the replica says it runs, from its start-up logs (a field or banner line
- * naming the barrier) or its /metrics (a barrier metric with a mode label); null if it says
- * nothing (a replica that predates the BARRIER setting).
+ * The barrier mode the replica says it runs, from its logs (a field or line naming the
+ * barrier) or its /metrics (series labelled mode="serialize"|"reserve", such as the lock-hold
+ * histogram: read after traffic, since a labelled series appears only once used); null if it
+ * says nothing (a replica that predates the BARRIER setting).
  */
 async function reportedBarrier(replica) {
   for (const entry of replica.logs) {
     for (const [key, value] of Object.entries(entry)) {
-      if (/barrier/i.test(key) && typeof value === 'string' && MODE.test(value)) return value;
+      if (/barrier/i.test(key) && typeof value === 'string' && MODE.test(value)) return `${value} (log)`;
     }
     const line = typeof entry.line === 'string' ? /barrier\W+(serialize|reserve)\b/i.exec(entry.line) : null;
-    if (line !== null) return line[1].toLowerCase();
+    if (line !== null) return `${line[1].toLowerCase()} (log)`;
   }
   try {
     const metrics = await (await fetch(`${replica.url}/metrics`)).text();
-    return /barrier[^\n{]*\{[^}]*="(serialize|reserve)"/.exec(metrics)?.[1] ?? null;
+    const modes = new Set([...metrics.matchAll(/^metergate_\w+\{[^}]*\bmode="(serialize|reserve)"/gm)].map((m) => m[1]));
+    return modes.size === 0 ? null : `${[...modes].join(' and ')} (/metrics mode label)`;
   } catch {
     return null;
   }
