@@ -274,7 +274,9 @@ async function main() {
   await client.connect();
   track({ name: 'stats client', stop: () => client.end() });
   meta.settings = await readSettings(client);
-  meta.fsType = fsType(db.dataDir);
+  // Asked of Postgres itself: as root the cluster lives outside the checkout (embedded-layout.ts).
+  const clusterDir = (await client.query('SHOW data_directory')).rows[0].data_directory;
+  meta.fsType = fsType(clusterDir);
   if (PROFILE) await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   const sim = track(await startSimulator(SIM_KEY));
   const bare = track(await startBareProxy(sim.url, SIM_KEY));
@@ -288,7 +290,7 @@ async function main() {
   log(`creating ${USERS} users`);
   const users = await createUsers(replicas[0].url);
   const targets = paths(sim, bare, replicas, users);
-  const ctx = { client, load, clusterDir: db.dataDir, procs: [sim, bare, ...replicas], statsDirty: true };
+  const ctx = { client, load, clusterDir, procs: [sim, bare, ...replicas], statsDirty: true };
   const measured = await runAll(ctx, targets);
   for (const r of replicas) r.reported = await r.reportedBarrier();
   log('stopping the replicas, then verifying the books');

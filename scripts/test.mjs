@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { loadMigrations, migrate } from '@metergate/db';
+import { EmbeddedPostgresError, loadMigrations, migrate } from '@metergate/db';
 import { ROOT as root, startThrowawayPostgres } from './lib/throwaway-pg.mjs';
 
 const TEMPLATE = 'mgtest_template';
@@ -58,7 +58,12 @@ function runQunit(env) {
   });
 }
 
-const db = await startThrowawayPostgres('pg');
+const db = await startThrowawayPostgres('pg').catch((error) => {
+  // The launcher's failures are sentences saying what to do; a stack would only bury them.
+  if (!(error instanceof EmbeddedPostgresError)) throw error;
+  process.stderr.write(`npm test: ${error.message}\n`);
+  process.exit(1);
+});
 let code = 1;
 try {
   await prepareTemplate(db.url);

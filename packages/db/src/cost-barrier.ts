@@ -22,6 +22,8 @@ export interface CostBarrierOptions {
    */
   holdMsMax: number;
   onLockWait?: (seconds: number) => void;
+  /** How long a serialize-mode holder kept the user's lock (acquired to COMMIT/ROLLBACK). */
+  onLockHeld?: (seconds: number) => void;
   /** The holder's COMMIT failed after fn succeeded (its session was ended under it). */
   onHolderLost?: (error: unknown, userId: string) => void;
 }
@@ -33,6 +35,16 @@ export type BarrierBusyReason = 'queue_full' | 'queue_timeout' | 'pool_timeout' 
 export class BarrierBusyError extends Error {
   constructor(readonly reason: BarrierBusyReason, readonly retryAfterS: number) {
     super(`cost barrier busy (${reason})`);
+  }
+}
+
+/**
+ * The caller went away while waiting (in the queue, for a pool client, or for the lock): the
+ * call is not made, nothing is admitted or held.
+ */
+export class CallAbandonedError extends Error {
+  constructor(readonly stage: 'queue' | 'pool' | 'lock') {
+    super(`the caller left while waiting (${stage})`);
   }
 }
 
@@ -64,9 +76,23 @@ export class CostBarrier {
   /** Users with a chain entry (0 when idle: the map never leaks). */
   get activeUsers(): number { return this.#chains.size; }
 
-  async withUserCostLock<T>(userId: string, fn: (ctx: LockedContext) => Promise<T>): Promise<T> {
+  /** True when some call of this user is running or waiting in this process. */
+  contended(userId: string): boolean {
+    return (this.#chains.get(userId)?.members ?? 0) > 0;
+  }
+
+  /**
+   * Serialize mode: fn runs holding the user's advisory lock in a pinned lock-pool client,
+   * after every earlier same-user caller in this process. `signal` (the client left) stops the
+   * wait at the next stage boundary with CallAbandonedError; fn is then never called.
+   */
+  async withUserCostLock<T>(userId: string, fn: (ctx: LockedContext) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.inChain(userId, this.options.queueDepthMax, signal, () => this.runLocked(userId, fn, signal));
+  }
+
+  private async inChain<T>(userId: string, depthMax: number, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
     const chain = this.#chains.get(userId) ?? { tail: Promise.resolve(), members: 0 };
-    if (chain.members > this.options.queueDepthMax) {
+    if (chain.members > depthMax) {
       throw new BarrierBusyError('queue_full', this.retryAfterS('queue_full'));
     }
     const previous = chain.tail;
@@ -77,8 +103,8 @@ export class CostBarrier {
     chain.members += 1;
     this.#chains.set(userId, chain);
     try {
-      await this.waitTurn(previous);
-      return await this.runLocked(userId, fn);
+      await this.waitTurn(previous, signal);
+      return await fn();
     } finally {
       done();
       chain.members -= 1;
@@ -86,23 +112,28 @@ export class CostBarrier {
     }
   }
 
-  private async waitTurn(previous: Promise<void>): Promise<void> {
+  private async waitTurn(previous: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
     this.#queued += 1;
     let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
     try {
       await Promise.race([
         previous,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new BarrierBusyError('queue_timeout', this.retryAfterS('queue_timeout'))), this.options.queueWaitMs);
+          onAbort = () => reject(new CallAbandonedError('queue'));
+          if (signal?.aborted === true) onAbort();
+          else signal?.addEventListener('abort', onAbort, { once: true });
         }),
       ]);
     } finally {
       clearTimeout(timer);
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
       this.#queued -= 1;
     }
   }
 
-  private async runLocked<T>(userId: string, fn: (ctx: LockedContext) => Promise<T>): Promise<T> {
+  private async runLocked<T>(userId: string, fn: (ctx: LockedContext) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const client = await this.acquire();
     this.#pinned += 1;
     let broken: Error | undefined;
@@ -113,10 +144,14 @@ export class CostBarrier {
     let sessionError: Error | undefined;
     const onSessionError = (error: Error): void => { sessionError ??= error; };
     client.on('error', onSessionError);
+    let lockedAt: number | null = null;
     try {
       let result: T;
       try {
+        if (aborted(signal)) throw new CallAbandonedError('pool');
         await this.lock(client, userId);
+        lockedAt = performance.now();
+        if (aborted(signal)) throw new CallAbandonedError('lock');
         result = await fn({ client });
       } catch (error) {
         broken = await rollback(client);
@@ -125,6 +160,7 @@ export class CostBarrier {
       broken = await this.commit(client, userId);
       return result;
     } finally {
+      if (lockedAt !== null) this.options.onLockHeld?.((performance.now() - lockedAt) / 1000);
       client.removeListener('error', onSessionError);
       this.#pinned -= 1;
       // A client whose session errored, or whose rollback or commit failed, is destroyed.
@@ -186,6 +222,11 @@ export class CostBarrier {
     const waitMs = reason === 'pool_timeout' ? this.options.acquireTimeoutMs : Math.min(this.options.lockTimeoutMs, RETRY_AFTER_MS_MAX);
     return Math.max(1, Math.ceil(waitMs / 1000));
   }
+}
+
+/** A function, not an inline check: the signal changes across awaits. */
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
 }
 
 /** Returns an error when the rollback failed, so the caller destroys the client. */

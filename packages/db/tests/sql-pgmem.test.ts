@@ -1,6 +1,8 @@
 /**
  * Fast unit tests of pure SQL on pg-mem (an in-memory emulation of Postgres), loading the
- * REAL migrations/0001_ledger.sql with two documented adaptations.
+ * REAL migrations/0001_ledger.sql with two documented adaptations, plus the one column of
+ * 0007_holds.sql the users statements read (users.held_nano; 0007's other statements are
+ * triggers and plpgsql, which pg-mem cannot load).
  *
  * What pg-mem 3.0.x cannot emulate, found by trying (the canary test below re-checks it):
  *  - plpgsql and CREATE TRIGGER: the file fails to parse. The append-only trigger
@@ -44,6 +46,7 @@ async function memoryPool(): Promise<Queryable> {
   if (start < 0 || end < start) throw new Error('0001 no longer has the trigger this adaptation cuts out');
   const db = emptyDb();
   db.public.none(sql.slice(0, start) + sql.slice(end + TRIGGER_END.length));
+  db.public.none('alter table users add column held_nano bigint not null default 0');
   const { Pool } = db.adapters.createPg() as { Pool: new () => Queryable };
   return new Pool();
 }

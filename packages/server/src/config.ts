@@ -36,6 +36,11 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   REPLICA_ID: z.string().min(1).max(128).optional(),
   MIN_BALANCE_USD: usdAmount.default(0n),
+  BARRIER: z.enum(['serialize', 'reserve'], { message: 'must be "serialize" or "reserve"' }).default('serialize'),
+  HOLD_FALLBACK_USD: usdAmount.default(1_000_000_000n),
+  ADMISSION_QUEUE_DEPTH_MAX: int(1, 1_000_000, 4_096),
+  PRICE_REFRESH_MS: int(1_000, 7 * 86_400_000, 600_000),
+  PRICE_BOOK_RELOAD_MS: int(100, 3_600_000, 30_000),
   LOCK_POOL_SIZE: int(1, 1000, 20),
   WRITE_POOL_SIZE: int(1, 1000, 10),
   POOL_ACQUIRE_TIMEOUT_MS: int(10, 600_000, 5_000),
@@ -89,8 +94,21 @@ export interface Config {
   readonly adminToken: string | null;
   readonly logLevel: LogLevel;
   readonly replicaId: string;
-  /** Admission rule: a call is admitted only while balance > minBalanceNano. */
+  /** Admission floor: serialize admits while balance − held > this; reserve while balance − held − hold ≥ this. */
   readonly minBalanceNano: bigint;
+  /**
+   * serialize: the user's lock is held for the whole call (one call per user at a time);
+   * reserve: only around admission, and each call's worst-case hold must fit the balance.
+   */
+  readonly barrierMode: 'serialize' | 'reserve';
+  /** Serialize mode's hold (upstream USD, before the multiplier) for a call the price book cannot bound. */
+  readonly holdFallbackNano: bigint;
+  /** Reserve mode: same-user admissions waiting in this process (each a few ms). */
+  readonly admissionQueueDepthMax: number;
+  /** The shared price book is refetched from upstream /models when older than this. */
+  readonly priceRefreshMs: number;
+  /** Each replica re-reads the shared price book this often. */
+  readonly priceBookReloadMs: number;
   readonly lockPoolSize: number;
   readonly writePoolSize: number;
   readonly poolAcquireTimeoutMs: number;
@@ -151,6 +169,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.REPLICA_LEASE_MS < 2 * e.HEARTBEAT_INTERVAL_MS) {
     throw new ConfigError('invalid configuration:\n  REPLICA_LEASE_MS: must be at least twice HEARTBEAT_INTERVAL_MS');
   }
+  if (e.HOLD_FALLBACK_USD < 0n) {
+    throw new ConfigError('invalid configuration:\n  HOLD_FALLBACK_USD: must not be negative');
+  }
   if (e.RECONCILE_BACKOFF_MAX_MS < e.RECONCILE_BACKOFF_MS) {
     throw new ConfigError('invalid configuration:\n  RECONCILE_BACKOFF_MAX_MS: must be at least RECONCILE_BACKOFF_MS');
   }
@@ -160,7 +181,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     openRouterBaseUrl: e.OPENROUTER_BASE_URL.replace(/\/+$/, ''), openRouterApiKey: e.OPENROUTER_API_KEY ?? null,
     adminToken: e.ADMIN_TOKEN ?? null, logLevel: e.LOG_LEVEL,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
-    minBalanceNano: e.MIN_BALANCE_USD,
+    minBalanceNano: e.MIN_BALANCE_USD, barrierMode: e.BARRIER, holdFallbackNano: e.HOLD_FALLBACK_USD,
+    admissionQueueDepthMax: e.ADMISSION_QUEUE_DEPTH_MAX, priceRefreshMs: e.PRICE_REFRESH_MS, priceBookReloadMs: e.PRICE_BOOK_RELOAD_MS,
     lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
     lockTimeoutMs: e.LOCK_TIMEOUT_MS, barrierQueueWaitMs: e.BARRIER_QUEUE_WAIT_MS,
     barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,

@@ -5,10 +5,13 @@
 const TABLE = {
   invalid_json: { status: 400, type: 'invalid_request_error' },
   invalid_request: { status: 400, type: 'invalid_request_error' },
+  unpriced_model: { status: 400, type: 'invalid_request_error' },
   invalid_api_key: { status: 401, type: 'authentication_error' },
   insufficient_credits: { status: 402, type: 'insufficient_quota' },
   not_found: { status: 404, type: 'invalid_request_error' },
   conflict: { status: 409, type: 'invalid_request_error' },
+  // nginx's convention for "the client closed the request": logged, never seen by the client.
+  client_closed: { status: 499, type: 'invalid_request_error' },
   payload_too_large: { status: 413, type: 'invalid_request_error' },
   unprocessable: { status: 422, type: 'invalid_request_error' },
   too_many_exports: { status: 429, type: 'rate_limit_error' },

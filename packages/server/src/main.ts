@@ -4,10 +4,10 @@
  * without OPENROUTER_API_KEY it starts the bundled OpenRouter simulator, and says so.
  */
 import { randomBytes } from 'node:crypto';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@metergate/db';
+import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@metergate/db';
 import { startSimulator } from '@metergate/simulator';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { provisionDemoUser } from './demo.js';
+import { demoWanted, provisionDemoUser } from './demo.js';
 import { createLogger, type Logger } from './log.js';
 import { startRuntime } from './runtime.js';
 
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     process.exit(0);
   };
   // This process owns its shutdown (and stops an embedded Postgres itself): its handlers are
-  // the only ones (startEmbeddedPostgres already strips the library's exit hooks).
+  // the only ones.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.removeAllListeners(signal);
     process.on(signal, () => void stop(signal));
@@ -77,7 +77,7 @@ async function printBanner(config: Config, url: string, adminToken: string, pool
   const lines = ['', `Metergate is running at ${url}`];
   if (config.openRouterApiKey === null) lines.push('  Upstream: the bundled OpenRouter SIMULATOR (set OPENROUTER_API_KEY for the real one)');
   if (config.adminToken === null) lines.push(`  Admin token (generated, set ADMIN_TOKEN to keep one): ${adminToken}`);
-  if (config.nodeEnv === 'development') {
+  if (demoWanted(config)) {
     const demo = await provisionDemoUser(pool);
     lines.push(`  Demo user "${demo.userId}" (balance ${demo.balanceUsd} USD), new key for this run. Try:`, '',
       `  curl -N ${url}/v1/chat/completions -H 'Authorization: Bearer ${demo.apiKey}' -H 'Content-Type: application/json' \\`,
@@ -87,6 +87,11 @@ async function printBanner(config: Config, url: string, adminToken: string, pool
 }
 
 main().catch((error: unknown) => {
+  // A launcher failure is a sentence saying what to do; a stack would only bury it.
+  if (error instanceof EmbeddedPostgresError) {
+    process.stderr.write(`metergate: ${error.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`metergate: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
   process.exit(1);
 });

@@ -7,7 +7,8 @@ export interface Gauges {
   queueDepth: () => number;
   pinnedClients: () => number;
   poolClients: () => Array<{ pool: string; state: string; value: number }>;
-  unsettled: () => Promise<Array<{ state: string; count: number; oldestAgeS: number }>>;
+  unsettled: () => Promise<Array<{ state: string; count: number; oldestAgeS: number; heldNano: bigint }>>;
+  priceBookModels: () => number;
 }
 
 /** Every metric the proxy exports, in base units (seconds, nano-USD, counts). */
@@ -31,6 +32,10 @@ export function createMetrics(gauges: Gauges) {
     reconcilerRuns: new client.Counter({ name: 'metergate_reconciler_runs_total', help: 'Reconciler passes by outcome (ok: the pass completed; failed: it could not reach the database)', labelNames: ['outcome'], registers: [registry] }),
     reconcilerOutcomes: new client.Counter({ name: 'metergate_reconciler_requests_total', help: 'Requests the reconciler handled, by outcome', labelNames: ['outcome'], registers: [registry] }),
     heartbeats: new client.Counter({ name: 'metergate_heartbeats_total', help: 'Replica heartbeat writes by outcome', labelNames: ['outcome'], registers: [registry] }),
+    lockHold: new client.Histogram({ name: 'metergate_lock_hold_seconds', help: 'How long a call held its user\'s cost lock (serialize: the whole call; reserve: the admission statement)', labelNames: ['mode'], buckets: SECONDS_BUCKETS, registers: [registry] }),
+    admissions: new client.Counter({ name: 'metergate_admissions_total', help: 'Admission decisions by barrier mode and outcome', labelNames: ['mode', 'outcome'], registers: [registry] }),
+    holdOverages: new client.Counter({ name: 'metergate_hold_overages_total', help: 'Settles whose charge exceeded the call\'s hold (charged in full)', registers: [registry] }),
+    holdOverage: new client.Counter({ name: 'metergate_hold_overage_nano_total', help: 'Charged beyond the hold, nano-USD', registers: [registry] }),
     idempotency: new client.Counter({ name: 'metergate_idempotency_total', help: 'Idempotency-Key handling by outcome', labelNames: ['outcome'], registers: [registry] }),
   };
   new client.Gauge({ name: 'metergate_barrier_queue_depth', help: 'Callers waiting in this process behind a same-user call', registers: [registry], collect() { this.set(gauges.queueDepth()); } });
@@ -42,7 +47,7 @@ export function createMetrics(gauges: Gauges) {
   // One query per scrape: the count gauge (registered, so collected, first) also notes the
   // oldest age for the gauge after it.
   let oldestAgeS = 0;
-  let oldestByState: Array<{ state: string; oldestAgeS: number }> = [];
+  let oldestByState: Array<{ state: string; oldestAgeS: number; heldNano: bigint }> = [];
   new client.Gauge({
     name: 'metergate_unsettled_requests', help: 'Requests not yet settled, by state (whole database)', labelNames: ['state'], registers: [registry],
     async collect() {
@@ -65,6 +70,11 @@ export function createMetrics(gauges: Gauges) {
     name: 'metergate_unsettled_state_oldest_age_seconds', help: 'Age of the oldest unsettled request in each state (whole database)', labelNames: ['state'], registers: [registry],
     collect() { this.reset(); for (const row of oldestByState) this.set({ state: row.state }, row.oldestAgeS); },
   });
+  new client.Gauge({
+    name: 'metergate_held_nano', help: 'Holds kept by open requests, by state, charged nano-USD (whole database)', labelNames: ['state'], registers: [registry],
+    collect() { this.reset(); for (const row of oldestByState) this.set({ state: row.state }, Number(row.heldNano)); },
+  });
+  new client.Gauge({ name: 'metergate_price_book_models', help: 'Models with a known price in this replica\'s price book', registers: [registry], collect() { this.set(gauges.priceBookModels()); } });
   return m;
 }
 

@@ -17,6 +17,9 @@ import { Heartbeat } from './reconcile/heartbeat.js';
 import { Reconciler, type Housekeeping } from './reconcile/reconciler.js';
 import type { Services } from './services.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
+import { PriceBook } from './holds/price-book.js';
+import { AdmissionBatcher } from './holds/admission-batcher.js';
+import { runAdmissionBatch } from './holds/admission.js';
 
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations');
@@ -56,6 +59,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const services = buildServices(options, pools, migrations);
   // Beating before taking traffic: a request row never names a replica others cannot judge.
   await services.heartbeat.start();
+  // Prices before traffic: reserve mode refuses calls it cannot price.
+  await services.priceBook.start();
   const app = createApp(services, options.adminToken);
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, app);
   await new Promise<void>((resolve, reject) => {
@@ -92,17 +97,20 @@ async function applyMigrations(url: string, migrations: Awaited<ReturnType<typeo
 function buildServices(options: RuntimeOptions, pools: Pools, migrations: Services['migrations']): Services {
   const { config, log } = options;
   const barrierRef: { current: CostBarrier | null } = { current: null };
+  const priceBookRef: { current: PriceBook | null } = { current: null };
   const metrics = createMetrics({
-    queueDepth: () => barrierRef.current?.queued ?? 0,
+    queueDepth: () => (barrierRef.current?.queued ?? 0) + (servicesRef.current?.admissions.waiting ?? 0),
     pinnedClients: () => barrierRef.current?.pinned ?? 0,
     poolClients: () => [
       ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write),
     ],
     unsettled: () => requests.unsettledSummary(pools.write),
+    priceBookModels: () => priceBookRef.current?.size ?? 0,
   });
   const barrier = new CostBarrier({
     pool: pools.lock, acquireTimeoutMs: config.poolAcquireTimeoutMs, lockTimeoutMs: config.lockTimeoutMs,
     queueWaitMs: config.barrierQueueWaitMs, queueDepthMax: config.barrierQueueDepthMax,
+    onLockHeld: (seconds) => metrics.lockHold.observe({ mode: 'serialize' }, seconds),
     // The holder idles in its transaction for the whole upstream call; Postgres ends it only
     // if this process hangs past the longest call we allow.
     holdMsMax: config.upstreamDurationMsMax + config.settleTimeoutMs + 30_000,
@@ -117,6 +125,10 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     connectionsMax: config.upstreamConnectionsMax, timeoutMs: config.upstreamTimeoutMs, idleTimeoutMs: config.upstreamIdleTimeoutMs,
   });
   const settler = new Settler(pools.write, metrics, log);
+  const priceBook = new PriceBook(pools.write, upstream, log, {
+    refreshIntervalMs: config.priceRefreshMs, reloadIntervalMs: config.priceBookReloadMs, fetchTimeoutMs: config.upstreamTimeoutMs,
+  });
+  priceBookRef.current = priceBook;
   const costLookup = new CostLookup(upstream, settler, pools.write, metrics, log, {
     attemptsMax: config.costLookupAttemptsMax, backoffMs: config.costLookupBackoffMs, requestTimeoutMs: config.upstreamTimeoutMs,
   });
@@ -130,12 +142,19 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     backoffMs: config.reconcileBackoffMs, backoffMsMax: config.reconcileBackoffMsMax,
     attemptsMax: config.reconcileAttemptsMax, ageMsMax: config.reconcileAgeMsMax,
   });
-  return {
-    config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations,
+  const servicesRef: { current: Services | null } = { current: null };
+  const admissions = new AdmissionBatcher(
+    (userId, calls) => runAdmissionBatch(servicesRef.current!, userId, calls),
+    config.admissionQueueDepthMax, Math.max(1, Math.ceil(config.statementTimeoutMs / 1000)),
+  );
+  const services: Services = {
+    config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, priceBook, admissions,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
     idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler,
     lifecycle: { draining: false, inFlight: 0 },
   };
+  servicesRef.current = services;
+  return services;
 }
 
 const SILENT_REPLICA_ROW_MS = 86_400_000;
@@ -196,6 +215,7 @@ async function shutdown(services: Services, server: Server, deadlineMs: number):
   if (keys > 0) services.log.warn({ keys }, 'shutting down with idempotency keys unwritten; the reconciler finishes them');
   services.settler.stop();
   services.idempotencyWriter.stop();
+  services.priceBook.stop();
   await services.heartbeat.stop();
   await services.upstream.close();
   await services.pools.end();

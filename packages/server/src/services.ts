@@ -10,6 +10,8 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Migration } from '@metergate/db';
 import type { OpenRouterClient } from './upstream/openrouter.js';
+import type { PriceBook } from './holds/price-book.js';
+import type { AdmissionBatcher } from './holds/admission-batcher.js';
 
 /** Everything a route needs, built once by the runtime and passed down explicitly. */
 export interface Services {
@@ -22,6 +24,10 @@ export interface Services {
   readonly settler: Settler;
   readonly keyCache: KeyCache;
   readonly costLookup: CostLookup;
+  /** Model prices for worst-case holds (shared through Postgres, kept in memory). */
+  readonly priceBook: PriceBook;
+  /** Reserve mode's per-user admission queue (one statement per user in flight, batched). */
+  readonly admissions: AdmissionBatcher;
   /** Finishes idempotency keys (stored or released), retrying while the database is away. */
   readonly idempotencyWriter: KeyWriter;
   readonly heartbeat: Heartbeat;

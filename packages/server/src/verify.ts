@@ -6,7 +6,7 @@
  * `npm start` does). --rollups also compares every usage rollup with the ledger (slow).
  */
 import { parseArgs } from 'node:util';
-import { startEmbeddedPostgres, verify } from '@metergate/db';
+import { EmbeddedPostgresError, startEmbeddedPostgres, verify, type EmbeddedPostgresHandle } from '@metergate/db';
 import pg from 'pg';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { formatReport, staleInFlightMs } from './reconcile/verify-report.js';
@@ -24,9 +24,14 @@ async function main(): Promise<number> {
     process.stderr.write(`metergate verify: ${(error as Error).message}\n`);
     return 2;
   }
-  const embedded = config.databaseUrl === null
-    ? await startEmbeddedPostgres({ dataDir: config.embeddedPgDir, port: config.embeddedPgPort })
-    : null;
+  let embedded: EmbeddedPostgresHandle | null = null;
+  try {
+    if (config.databaseUrl === null) embedded = await startEmbeddedPostgres({ dataDir: config.embeddedPgDir, port: config.embeddedPgPort });
+  } catch (error) {
+    if (!(error instanceof EmbeddedPostgresError)) throw error;
+    process.stderr.write(`metergate verify: ${error.message}\n`);
+    return 2;
+  }
   const pool = new pg.Pool({
     connectionString: config.databaseUrl ?? embedded!.url, max: 1,
     connectionTimeoutMillis: config.poolAcquireTimeoutMs, statement_timeout: config.statementTimeoutMs * 6,

@@ -161,6 +161,9 @@ async function checkPanels(assert: Assert, page: Page, expected: { topUser: stri
   const lowText = await page.locator('#low-balances').innerText();
   assert.ok(lowText.includes(expected.lowUser), `low balances: ${lowText}`);
   assert.notOk(lowText.includes('dash-idle') || lowText.includes(expected.topUser), 'only balances below the threshold');
+  const lowCells = await page.locator('#low-balances tr').first().locator('td').allInnerTexts();
+  assert.strictEqual(lowCells.length, 5, `user, balance, held, available, spend: ${JSON.stringify(lowCells)}`);
+  assert.strictEqual(usdTextToNano(lowCells[3]!).toString(), (usdTextToNano(lowCells[1]!) - usdTextToNano(lowCells[2]!)).toString(), 'available = balance − held');
 
   assert.strictEqual(await page.locator('#unsettled-count').innerText(), String(expected.unsettled));
   assert.strictEqual(await page.locator('#unsettled tr').count(), expected.unsettled);

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@metergate/db';
+import { removeEmbeddedPostgres, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@metergate/db';
 import { freePort } from './cluster.js';
 import { REPO_ROOT } from './replica.js';
 
@@ -21,8 +20,8 @@ export interface EmbeddedCluster {
 
 /**
  * A Postgres cluster of a test's own, separate from the suite's shared one, so the test may
- * stop and restart it. Data lives under the repository's git-ignored .test-data/ (not a 0700
- * temp dir: as root the server runs as the `postgres` user, which must reach the directory).
+ * stop and restart it. Data lives under the repository's git-ignored .test-data/ (as root, the
+ * cluster itself lives where the `postgres` user can reach it: packages/db/src/embedded-layout.ts).
  */
 export async function startEmbeddedCluster(settings: Record<string, string> = {}): Promise<EmbeddedCluster> {
   const dataDir = path.join(REPO_ROOT, '.test-data', `cluster-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -50,7 +49,7 @@ export async function startEmbeddedCluster(settings: Record<string, string> = {}
       try {
         await current?.stop();
       } finally {
-        await rm(dataDir, { recursive: true, force: true });
+        await removeEmbeddedPostgres(dataDir);
       }
     },
   };

@@ -6,7 +6,7 @@ import { note, printJson, printTable } from '../output.js';
 import { limit } from '../parse.js';
 
 const REQUESTS_PAGE_MAX = 1000;
-const STATES = ['unsettled', 'in_flight', 'awaiting_cost', 'unresolved', 'failed', 'settled', 'all'] as const;
+const STATES = ['unsettled', 'in_flight', 'awaiting_cost', 'unresolved', 'failed', 'settled', 'voided', 'all'] as const;
 
 export function registerRequests(program: Command): void {
   program.command('requests')

@@ -125,21 +125,25 @@ const SETTLE_SQL = `
   with request as (
     update requests
        set state = 'settled', cost_nano = $2::bigint, settled_at = now(), updated_at = now(),
-           generation_id = coalesce($3::text, generation_id), next_lookup_at = null
-     where id = $1::uuid and state in ('in_flight', 'awaiting_cost', 'unresolved')
-    returning user_id, model, generation_id),
+           generation_id = coalesce($3::text, generation_id), next_lookup_at = null,
+           resolution_note = coalesce($7::text, resolution_note)
+     where id = $1::uuid and state = any($6::text[])
+    returning user_id, model, generation_id, hold_nano),
   price as (
-    select request.user_id, request.model, request.generation_id, ppm.value as multiplier_ppm,
+    -- Scalar subqueries, not joins: a missing pricing_settings row (which a trigger forbids)
+    -- would give a null price, and the not-null ledger columns fail the whole statement
+    -- rather than let the request be marked settled without its ledger row.
+    select request.user_id, request.model, request.generation_id, request.hold_nano, ppm.value as multiplier_ppm,
            div($2::bigint::numeric * ppm.value + 999999, 1000000)::bigint as charged_nano
       from request
       cross join lateral (
-        select coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as value
-          from users u, pricing_settings s
-         where u.id = request.user_id) ppm),
+        select coalesce((select u.multiplier_ppm from users u where u.id = request.user_id),
+                        (select s.default_multiplier_ppm from pricing_settings s)) as value) ppm),
   account as (
     update users
        set balance_nano = balance_nano - price.charged_nano,
-           usage_nano = usage_nano + price.charged_nano
+           usage_nano = usage_nano + price.charged_nano,
+           held_nano = held_nano - price.hold_nano
       from price
      where users.id = price.user_id
     returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id),
@@ -151,23 +155,34 @@ const SETTLE_SQL = `
       from account
     returning ${LEDGER_COLUMNS}),
   ${ROLLUPS.map(rollupCte).join(',\n  ')}
-  select * from entry`;
+  select entry.*, price.hold_nano::text as released_hold_nano from entry, price`;
+
+/** Every open request can be settled by the proxy; an operator closes only stuck ones. */
+const SETTLE_STATES = { proxy: ['in_flight', 'awaiting_cost', 'unresolved'], operator: ['awaiting_cost', 'unresolved'] } as const;
+
+export interface SettledEntry extends LedgerEntry {
+  /** The hold this settle released (charged nano-USD); the charge may exceed it (overage). */
+  releasedHoldNano: bigint;
+}
 
 /**
  * Settles a request exactly once, in one statement: the request's final state, the price
- * (upstream cost × multiplier, see SETTLE_SQL), the running totals, the usage entry keeping
- * both the upstream cost and the amount charged, and every usage rollup. Only an open request
- * (in_flight, awaiting_cost, unresolved) moves; a second settle of the same request matches no
- * row (and the unique request_id on the ledger backs that up). Returns null when the request
- * was not open.
+ * (upstream cost × multiplier, see SETTLE_SQL), the running totals, the release of the
+ * request's hold, the usage entry keeping both the upstream cost and the amount charged, and
+ * every usage rollup. Only an open request moves (an operator may settle only awaiting_cost or
+ * unresolved ones); a second settle of the same request matches no row (and the unique
+ * request_id on the ledger backs that up). Returns null when the request was not open.
  */
-export async function settleUsage(db: Queryable, usage: UsageSettlement): Promise<LedgerEntry | null> {
+export async function settleUsage(
+  db: Queryable, usage: UsageSettlement, by: { operatorNote: string } | null = null,
+): Promise<SettledEntry | null> {
   assert(usage.upstreamCostNano >= 0n, 'usage cost cannot be negative');
-  const result = await db.query<RawEntry>(SETTLE_SQL, [
+  const result = await db.query<RawEntry & { released_hold_nano: string }>(SETTLE_SQL, [
     usage.requestId, usage.upstreamCostNano.toString(), usage.generationId, usage.promptTokens, usage.completionTokens,
+    by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
   ]);
   const row = result.rows[0];
-  return row === undefined ? null : toLedgerEntry(row);
+  return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };
 }
 
 export interface LedgerQuery {

@@ -532,7 +532,7 @@ export interface UserListQuery {
 
 const USER_SORT_COLUMN = { balance: 'balance_nano', spend: 'usage_nano', id: null } as const;
 
-interface RawUserRow { id: string; created_at: Date; balance_nano: string; credits_nano: string; usage_nano: string; multiplier_ppm: string | null }
+interface RawUserRow { id: string; created_at: Date; balance_nano: string; credits_nano: string; usage_nano: string; held_nano: string; multiplier_ppm: string | null }
 
 /** Cursor = base64url JSON [sort value, id]: keyset on (value, id), which the sort indexes hold. */
 function encodeUserCursor(sort: UserListQuery['sort'], row: RawUserRow): string {
@@ -573,7 +573,7 @@ export async function listUsers(db: Queryable, q: UserListQuery): Promise<{ user
   }
   const order = column === null ? `id ${direction}` : `${column} ${direction}, id ${direction}`;
   const result = await db.query<RawUserRow>(
-    `select id, created_at, balance_nano, credits_nano, usage_nano, multiplier_ppm from users
+    `select id, created_at, balance_nano, credits_nano, usage_nano, held_nano, multiplier_ppm from users
       ${where.length > 0 ? `where ${where.join(' and ')}` : ''}
       order by ${order} limit ${params.add(q.limit + 1, 'integer')}`,
     params.values,
@@ -589,7 +589,7 @@ export async function listUsers(db: Queryable, q: UserListQuery): Promise<{ user
 function toUserListRow(row: RawUserRow): UserListRow {
   const usageNano = parseNano(row.usage_nano);
   return {
-    id: row.id, createdAt: row.created_at, balanceNano: parseNano(row.balance_nano), creditsNano: parseNano(row.credits_nano),
+    id: row.id, createdAt: row.created_at, balanceNano: parseNano(row.balance_nano), creditsNano: parseNano(row.credits_nano), heldNano: parseNano(row.held_nano),
     usageNano, spendNano: usageNano, multiplierPpm: row.multiplier_ppm === null ? null : parseNano(row.multiplier_ppm),
   };
 }
@@ -610,7 +610,7 @@ export interface RequestListQuery {
 
 interface RawRequest {
   id: string; user_id: string; replica_id: string; model: string | null; state: RequestState;
-  generation_id: string | null; cost_nano: string | null; reason: string | null; lookup_attempts: number;
+  generation_id: string | null; cost_nano: string | null; hold_nano: string; reason: string | null; lookup_attempts: number;
   started_at: Date; settled_at: Date | null;
 }
 
@@ -630,7 +630,7 @@ export async function listRequests(db: Queryable, q: RequestListQuery): Promise<
     where.push(`(started_at, id) < (select c.started_at, c.id from requests c where c.id = ${params.add(q.cursor, 'uuid')})`);
   }
   const result = await db.query<RawRequest>(
-    `select id, user_id, replica_id, model, state, generation_id, cost_nano::text, reason, lookup_attempts,
+    `select id, user_id, replica_id, model, state, generation_id, cost_nano::text, hold_nano::text, reason, lookup_attempts,
             started_at, settled_at
        from requests ${where.length > 0 ? `where ${where.join(' and ')}` : ''}
       order by started_at desc, id desc
@@ -641,7 +641,7 @@ export async function listRequests(db: Queryable, q: RequestListQuery): Promise<
   return {
     requests: rows.map((row) => ({
       id: row.id, userId: row.user_id, replicaId: row.replica_id, model: row.model, state: row.state,
-      generationId: row.generation_id, costNano: row.cost_nano, reason: row.reason,
+      generationId: row.generation_id, costNano: row.cost_nano, holdNano: row.hold_nano, reason: row.reason,
       lookupAttempts: row.lookup_attempts, startedAt: row.started_at, settledAt: row.settled_at,
     })),
     nextCursor: result.rows.length > q.limit ? rows.at(-1)!.id : null,

@@ -1,6 +1,9 @@
 import type { Queryable } from './queryable.js';
 
-export type RequestState = 'in_flight' | 'awaiting_cost' | 'settled' | 'failed' | 'unresolved';
+export type RequestState = 'in_flight' | 'awaiting_cost' | 'settled' | 'failed' | 'unresolved' | 'voided';
+
+/** States whose cost is not known yet: each keeps its hold (users.held_nano) until it closes. */
+export const OPEN_STATES: readonly RequestState[] = ['in_flight', 'awaiting_cost', 'unresolved'];
 
 export interface NewRequest {
   id: string;
@@ -19,19 +22,116 @@ export async function insertRequest(db: Queryable, request: NewRequest): Promise
   );
 }
 
+export type BarrierMode = 'serialize' | 'reserve';
+
+export interface Admission {
+  /** The admission floor: MIN_BALANCE in nano-USD. */
+  minBalanceNano: bigint;
+  /**
+   * The call's worst-case cost in upstream nano-USD (already rounded up); the statement applies
+   * the user's multiplier (rounded up, like the settle) to get the hold in charged nano-USD.
+   */
+  upstreamHoldNano: bigint;
+  /** The completion budget the hold was computed with; null for a fallback hold. */
+  holdCompletionTokens: number | null;
+}
+
+export type AdmitResult = { admitted: true; holdNano: bigint } | { admitted: false };
+
 /**
- * Admission and the durable trace in one statement, run while the user's cost lock is held
- * (so the balance read is the latest committed one): the row is written, and committed on its
- * own, only if the balance is above the minimum. One round trip on the hot path instead of two.
+ * Serialize mode's admission, the hold and the durable trace in one statement (one round trip,
+ * committed on its own), run while the caller holds the user's cost lock: admitted while
+ * available = balance − held is above the minimum (this call's own hold is not counted: the
+ * bound is one request); held_nano grows by the hold (the worst case × the user's multiplier,
+ * rounded up as the settle rounds) and the request row is written with it, or neither happens.
+ * Reserve mode admits with admitBatch below.
  */
-export async function admitRequest(db: Queryable, request: NewRequest, minBalanceNano: bigint): Promise<boolean> {
-  const result = await db.query(
-    `insert into requests (id, user_id, replica_id, model, stream, state)
-     select $1::uuid, id, $3::text, $4::text, $5::boolean, 'in_flight'
-       from users where id = $2::text and balance_nano > $6::bigint`,
-    [request.id, request.userId, request.replicaId, request.model, request.stream, minBalanceNano.toString()],
+export async function admitRequest(db: Queryable, request: NewRequest, admission: Admission): Promise<AdmitResult> {
+  const hold = `div($6::bigint::numeric * coalesce(u.multiplier_ppm, s.default_multiplier_ppm) + 999999, 1000000)::bigint`;
+  const result = await db.query<{ hold_nano: string }>(
+    `with account as (
+       update users u set held_nano = u.held_nano + ${hold}
+         from pricing_settings s
+        where u.id = $2::text and u.balance_nano - u.held_nano > $7::bigint
+       returning u.id, ${hold} as hold)
+     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens)
+     select $1::uuid, id, $3::text, $4::text, $5::boolean, 'in_flight', hold, $8::integer from account
+     returning hold_nano`,
+    [request.id, request.userId, request.replicaId, request.model, request.stream,
+      admission.upstreamHoldNano.toString(), admission.minBalanceNano.toString(), admission.holdCompletionTokens],
   );
-  return result.rowCount === 1;
+  const row = result.rows[0];
+  return row === undefined ? { admitted: false } : { admitted: true, holdNano: BigInt(row.hold_nano) };
+}
+
+export interface BatchAdmission {
+  userId: string;
+  replicaId: string;
+  minBalanceNano: bigint;
+  lockKey: bigint;
+  /** In arrival order: each admitted only if it and every admitted one before it fit. */
+  calls: Array<{ id: string; model: string | null; stream: boolean; upstreamHoldNano: bigint; holdCompletionTokens: number | null }>;
+}
+
+/**
+ * Reserve mode, many same-user admissions in one statement (one round trip, one lock, one
+ * commit): in arrival order, a call is admitted while available − (its hold + the holds
+ * admitted before it) ≥ minimum. The user's row is locked first, so the available balance is
+ * the latest committed one, and held_nano grows by exactly the holds written.
+ * Returns the hold (charged nano-USD) of each admitted call by request id.
+ */
+export async function admitBatch(db: Queryable, batch: BatchAdmission): Promise<Map<string, bigint>> {
+  const result = await db.query<{ id: string; hold_nano: string }>(
+    `with lock as (select pg_advisory_xact_lock($1::bigint)),
+     account as (
+       select u.id, u.balance_nano - u.held_nano as available, coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm
+         from users u cross join pricing_settings s cross join lock
+        where u.id = $2::text
+          for update of u),
+     running as (
+       select t.id, t.model, t.stream, t.tokens, h.hold,
+              a.available - sum(h.hold) over (order by t.ord) as left_after
+         from unnest($3::uuid[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[])
+                with ordinality as t(id, model, stream, upstream_hold, tokens, ord)
+        cross join account a
+        cross join lateral (select div(t.upstream_hold::numeric * a.ppm + 999999, 1000000)::bigint as hold) h),
+     admitted as (select * from running where left_after >= $8::bigint),
+     held as (
+       update users set held_nano = held_nano + (select sum(hold) from admitted)
+        where id = $2::text and exists (select 1 from admitted))
+     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens)
+     select id, $2::text, $9::text, model, stream, 'in_flight', hold, tokens from admitted
+     returning id::text, hold_nano::text`,
+    [batch.lockKey.toString(), batch.userId, batch.calls.map((c) => c.id), batch.calls.map((c) => c.model),
+      batch.calls.map((c) => c.stream), batch.calls.map((c) => c.upstreamHoldNano.toString()),
+      batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId],
+  );
+  return new Map(result.rows.map((row) => [row.id, BigInt(row.hold_nano)]));
+}
+
+export interface Affordability {
+  /** balance − held, in charged nano-USD. */
+  availableNano: bigint;
+  /** balance − held + the holds of calls in flight now (whose cost will land before any queued call runs). */
+  availableAfterInFlightNano: bigint;
+  multiplierPpm: bigint;
+}
+
+/** What a user can spend right now, for the reserve budget and the before-queuing check. */
+export async function affordability(db: Queryable, userId: string): Promise<Affordability | null> {
+  const result = await db.query<{ available: string; after_in_flight: string; ppm: string }>(
+    `select u.balance_nano - u.held_nano as available,
+            u.balance_nano - u.held_nano
+              + coalesce((select sum(r.hold_nano) from requests r
+                           where r.user_id = u.id and r.state = 'in_flight'), 0) as after_in_flight,
+            coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm
+       from users u, pricing_settings s where u.id = $1::text`,
+    [userId],
+  );
+  const row = result.rows[0];
+  return row === undefined ? null : {
+    availableNano: BigInt(row.available), availableAfterInFlightNano: BigInt(row.after_in_flight), multiplierPpm: BigInt(row.ppm),
+  };
 }
 
 /** Recorded as soon as the first chunk or the X-Generation-Id header names it. */
@@ -62,12 +162,34 @@ export async function markAwaitingCost(
   return result.rowCount === 1;
 }
 
-/** Nothing was generated or billed upstream (an error before any output): no charge. */
+/**
+ * Nothing was generated or billed upstream (an error before any output, a client gone before
+ * the call was sent): no charge, and the hold is released in the same statement.
+ */
 export async function markFailed(db: Queryable, requestId: string, reason: string): Promise<boolean> {
   const result = await db.query(
-    `update requests set state = 'failed', reason = $2::text, updated_at = now(), next_lookup_at = null
-      where id = $1::uuid and state in ('in_flight', 'awaiting_cost')`,
+    `with closed as (
+       update requests set state = 'failed', reason = $2::text, updated_at = now(), next_lookup_at = null
+        where id = $1::uuid and state in ('in_flight', 'awaiting_cost')
+       returning user_id, hold_nano)
+     update users u set held_nano = u.held_nano - closed.hold_nano from closed where u.id = closed.user_id`,
     [requestId, reason],
+  );
+  return result.rowCount === 1;
+}
+
+/**
+ * An operator closes an unresolved (or awaiting_cost) request without a charge: exactly once,
+ * releasing its hold. Returns false when the request is not in one of those states.
+ */
+export async function voidRequest(db: Queryable, requestId: string, note: string): Promise<boolean> {
+  const result = await db.query(
+    `with closed as (
+       update requests set state = 'voided', resolution_note = $2::text, updated_at = now(), next_lookup_at = null
+        where id = $1::uuid and state in ('unresolved', 'awaiting_cost')
+       returning user_id, hold_nano)
+     update users u set held_nano = u.held_nano - closed.hold_nano from closed where u.id = closed.user_id`,
+    [requestId, note],
   );
   return result.rowCount === 1;
 }
@@ -80,25 +202,26 @@ export interface RequestRow {
   state: RequestState;
   generationId: string | null;
   costNano: string | null;
+  holdNano: string;
   reason: string | null;
   lookupAttempts: number;
   startedAt: Date;
   settledAt: Date | null;
 }
 
-const REQUEST_COLUMNS = `id, user_id, replica_id, model, state, generation_id, cost_nano, reason, lookup_attempts,
+const REQUEST_COLUMNS = `id, user_id, replica_id, model, state, generation_id, cost_nano, hold_nano, reason, lookup_attempts,
   started_at, settled_at`;
 
 interface RawRequest {
   id: string; user_id: string; replica_id: string; model: string | null; state: RequestState;
-  generation_id: string | null; cost_nano: string | null; reason: string | null; lookup_attempts: number;
+  generation_id: string | null; cost_nano: string | null; hold_nano: string; reason: string | null; lookup_attempts: number;
   started_at: Date; settled_at: Date | null;
 }
 
 function toRequestRow(row: RawRequest): RequestRow {
   return {
     id: row.id, userId: row.user_id, replicaId: row.replica_id, model: row.model, state: row.state,
-    generationId: row.generation_id, costNano: row.cost_nano, reason: row.reason,
+    generationId: row.generation_id, costNano: row.cost_nano, holdNano: row.hold_nano, reason: row.reason,
     lookupAttempts: row.lookup_attempts, startedAt: row.started_at, settledAt: row.settled_at,
   };
 }
@@ -122,7 +245,7 @@ export interface ClaimedRequest {
   id: string;
   userId: string;
   replicaId: string;
-  state: 'in_flight' | 'awaiting_cost';
+  state: 'in_flight' | 'awaiting_cost' | 'unresolved';
   generationId: string | null;
   /** Including this claim. */
   lookupAttempts: number;
@@ -148,7 +271,7 @@ export interface ClaimOptions {
 
 /**
  * Claims a batch of requests the reconciler must settle: awaiting_cost ones whose next lookup
- * is due, and in_flight ones whose owner replica is gone (heartbeat older than the lease, no
+ * is due, unresolved ones with a generation id whose (rare) retry is due, and in_flight ones whose owner replica is gone (heartbeat older than the lease, no
  * row, or restarted since under the same id) or that have been in flight longer than any call
  * may last. The claim is this one statement: `FOR UPDATE SKIP LOCKED` keeps concurrent
  * reconcilers on other replicas off the same rows, and pushing next_lookup_at into the future
@@ -156,7 +279,7 @@ export interface ClaimOptions {
  */
 export async function claimForReconcile(db: Queryable, options: ClaimOptions): Promise<ClaimedRequest[]> {
   const result = await db.query<{
-    id: string; user_id: string; replica_id: string; state: 'in_flight' | 'awaiting_cost'; generation_id: string | null;
+    id: string; user_id: string; replica_id: string; state: 'in_flight' | 'awaiting_cost' | 'unresolved'; generation_id: string | null;
     lookup_attempts: number; started_at: Date; owner_alive: boolean; age_ms: number;
   }>(
     `with due as (
@@ -165,9 +288,10 @@ export async function claimForReconcile(db: Queryable, options: ClaimOptions): P
                        and r.started_at >= p.started_at, false) as owner_alive
          from requests r
          left join replicas p on p.id = r.replica_id
-        where r.state in ('in_flight', 'awaiting_cost')
+        where r.state in ('in_flight', 'awaiting_cost', 'unresolved')
           and (r.next_lookup_at is null or r.next_lookup_at <= now())
-          and (r.state = 'awaiting_cost'
+          and (r.state <> 'unresolved' or r.next_lookup_at is not null)
+          and (r.state <> 'in_flight'
                or p.id is null or p.heartbeat_at < now() - $1::integer * interval '1 millisecond'
                -- started by an earlier process under the same replica id
                or r.started_at < p.started_at
@@ -192,25 +316,41 @@ export async function claimForReconcile(db: Queryable, options: ClaimOptions): P
 }
 
 /**
- * The call's cost cannot be found automatically (no generation id was ever seen): kept,
- * with the reason, for operators to list and settle by hand.
+ * The call's cost could not be found automatically: kept, with the reason and its hold, for
+ * operators to list and settle or void by hand. With a generation id, the reconciler keeps
+ * looking it up (rarely) from `retryLookupAt`; without one (null), nothing can.
  */
-export async function markUnresolved(db: Queryable, requestId: string, reason: string): Promise<boolean> {
+export async function markUnresolved(db: Queryable, requestId: string, reason: string, retryLookupAt: Date | null = null): Promise<boolean> {
   const result = await db.query(
-    `update requests set state = 'unresolved', reason = $2::text, updated_at = now(), next_lookup_at = null
-      where id = $1::uuid and state in ('in_flight', 'awaiting_cost')`,
-    [requestId, reason],
+    `update requests set state = 'unresolved', reason = $2::text, updated_at = now(),
+            next_lookup_at = case when generation_id is null then null else $3::timestamptz end
+      where id = $1::uuid and state in ('in_flight', 'awaiting_cost', 'unresolved')`,
+    [requestId, reason, retryLookupAt],
   );
   return result.rowCount === 1;
 }
 
-/** Unsettled requests by state with the oldest age, for the metrics scrape (partial index). */
-export async function unsettledSummary(db: Queryable): Promise<Array<{ state: string; count: number; oldestAgeS: number }>> {
-  const result = await db.query<{ state: string; count: number; oldest_age_s: number }>(
+/** An unresolved request's next (rare) lookup, or none (null) once retrying is pointless. */
+export async function rescheduleUnresolved(db: Queryable, requestId: string, nextLookupAt: Date | null): Promise<boolean> {
+  const result = await db.query(
+    `update requests set next_lookup_at = $2::timestamptz, updated_at = now()
+      where id = $1::uuid and state = 'unresolved'`,
+    [requestId, nextLookupAt],
+  );
+  return result.rowCount === 1;
+}
+
+/**
+ * Unsettled requests by state with the oldest age and the holds they keep, for the metrics
+ * scrape (partial index).
+ */
+export async function unsettledSummary(db: Queryable): Promise<Array<{ state: string; count: number; oldestAgeS: number; heldNano: bigint }>> {
+  const result = await db.query<{ state: string; count: number; oldest_age_s: number; held: string }>(
     `select state, count(*)::integer as count,
-            coalesce(extract(epoch from now() - min(started_at)), 0)::float8 as oldest_age_s
+            coalesce(extract(epoch from now() - min(started_at)), 0)::float8 as oldest_age_s,
+            coalesce(sum(hold_nano), 0)::text as held
        from requests where state in ('in_flight', 'awaiting_cost', 'unresolved')
       group by state`,
   );
-  return result.rows.map((row) => ({ state: row.state, count: row.count, oldestAgeS: row.oldest_age_s }));
+  return result.rows.map((row) => ({ state: row.state, count: row.count, oldestAgeS: row.oldest_age_s, heldNano: BigInt(row.held) }));
 }

@@ -8,11 +8,13 @@ export interface UserRow {
   balanceNano: bigint;
   creditsNano: bigint;
   usageNano: bigint;
+  /** Holds of calls whose cost is not known yet; available = balance − held. */
+  heldNano: bigint;
 }
 
-interface RawUser { id: string; created_at: Date; balance_nano: string; credits_nano: string; usage_nano: string }
+interface RawUser { id: string; created_at: Date; balance_nano: string; credits_nano: string; usage_nano: string; held_nano: string }
 
-const USER_COLUMNS = 'id, created_at, balance_nano, credits_nano, usage_nano';
+const USER_COLUMNS = 'id, created_at, balance_nano, credits_nano, usage_nano, held_nano';
 
 function toUser(row: RawUser): UserRow {
   return {
@@ -21,6 +23,7 @@ function toUser(row: RawUser): UserRow {
     balanceNano: parseNano(row.balance_nano),
     creditsNano: parseNano(row.credits_nano),
     usageNano: parseNano(row.usage_nano),
+    heldNano: parseNano(row.held_nano),
   };
 }
 

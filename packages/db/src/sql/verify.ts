@@ -36,6 +36,7 @@ export interface BalanceBreach {
   ledgerUsageNano: string;
 }
 
+export interface HeldBreach { userId: string; heldNano: string; openHoldsNano: string }
 export interface SettledUsageBreach { requestId: string; userId: string; usageEntries: number }
 export interface OrphanUsageBreach { entryId: string; requestId: string; requestState: string | null }
 export interface UsageMismatchBreach { requestId: string; requestUserId: string; entryUserId: string; costNano: string | null; entryCostNano: string | null }
@@ -50,6 +51,8 @@ export interface VerifyReport {
   breaches: {
     /** balance = Σ ledger = credits − usage, with credits and usage matching their entries. */
     balance: Breaches<BalanceBreach>;
+    /** held_nano = Σ holds of the user's open requests (in_flight, awaiting_cost, unresolved). */
+    held: Breaches<HeldBreach>;
     /** A settled request without exactly one usage entry. */
     settledWithoutOneUsage: Breaches<SettledUsageBreach>;
     /** A usage entry whose request is missing or not settled. */
@@ -74,6 +77,7 @@ export async function verifyBooks(pool: pg.Pool, options: VerifyOptions): Promis
 async function runChecks(db: Queryable, options: VerifyOptions): Promise<VerifyReport> {
   const breaches = {
     balance: await balanceBreaches(db, options.sampleMax),
+    held: await heldBreaches(db, options.sampleMax),
     settledWithoutOneUsage: await settledWithoutOneUsage(db, options.sampleMax),
     usageWithoutSettledRequest: await usageWithoutSettledRequest(db, options.sampleMax),
     usageMismatch: await usageMismatch(db, options.sampleMax),
@@ -117,6 +121,19 @@ async function balanceBreaches(db: Queryable, limit: number): Promise<Breaches<B
     userId: row.id, balanceNano: row.balance, creditsNano: row.credits, usageNano: row.usage,
     ledgerNano: row.ledger, ledgerCreditsNano: row.ledger_credits, ledgerUsageNano: row.ledger_usage,
   }));
+}
+
+async function heldBreaches(db: Queryable, limit: number): Promise<Breaches<HeldBreach>> {
+  const result = await db.query<{ id: string; held: string; open_holds: string; total: string }>(
+    `select u.id, u.held_nano::text as held, coalesce(o.holds, 0)::text as open_holds, count(*) over ()::text as total
+       from users u
+       left join (select user_id, sum(hold_nano) as holds from requests
+                   where state in ('in_flight', 'awaiting_cost', 'unresolved') group by user_id) o on o.user_id = u.id
+      where u.held_nano <> coalesce(o.holds, 0)
+      order by u.id limit $1::integer`,
+    [limit],
+  );
+  return withCount(result.rows, (row) => ({ userId: row.id, heldNano: row.held, openHoldsNano: row.open_holds }));
 }
 
 async function settledWithoutOneUsage(db: Queryable, limit: number): Promise<Breaches<SettledUsageBreach>> {

@@ -30,7 +30,9 @@ export function parseChatBody(body: unknown): ChatBody {
  * the cost comes back with the response, and `user` set to the Metergate user, the party that
  * pays, so OpenRouter's per-user abuse tracking sees the end user.
  */
-export function upstreamBody(chat: ChatBody, userId: string): string {
+export function upstreamBody(chat: ChatBody, userId: string, injectedMaxTokens: number | null = null): string {
   const usage = typeof chat.raw.usage === 'object' && chat.raw.usage !== null ? chat.raw.usage : {};
-  return JSON.stringify({ ...chat.raw, usage: { ...usage, include: true }, user: userId });
+  // Reserve mode: a call without an output limit gets the one its hold was computed for.
+  const limit = injectedMaxTokens === null ? {} : { max_tokens: injectedMaxTokens };
+  return JSON.stringify({ ...chat.raw, ...limit, usage: { ...usage, include: true }, user: userId });
 }

@@ -10,6 +10,9 @@ import { upstreamBody, type ChatBody } from './chat-body.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
 import { costFromUsage, type MeasuredCost } from './usage-cost.js';
+import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
+import { admitReserve, admitSerialize, type AdmittedCall } from '../holds/admission.js';
+import { defaultBudget, priceRequest, worstCaseNano, type Pricing } from '../holds/worst-case.js';
 
 export interface CallContext {
   readonly requestId: string;
@@ -20,28 +23,96 @@ export interface CallContext {
   readonly onUnsent?: (status: number, headers: Record<string, string>, body: Buffer) => void;
 }
 
-/**
- * One metered chat completion: validate credits → upstream call → save cost, all under the
- * user's cost barrier. A cost lookup, if needed, runs as a detached task that holds neither
- * the lock nor a pool client while it waits on the upstream's books.
- */
-export async function meteredCall(services: Services, call: CallContext): Promise<void> {
-  await services.barrier.withUserCostLock(call.userId, async () => {
-    const admitted = await requests.admitRequest(services.pools.write, {
-      id: call.requestId, userId: call.userId, replicaId: services.config.replicaId,
-      model: call.chat.model, stream: call.chat.stream,
-    }, services.config.minBalanceNano);
-    if (!admitted) {
-      throw new MetergateError('insufficient_credits', 'insufficient credits: the balance must be above the minimum to start a call');
-    }
-    return call.chat.stream ? streamingCall(services, call) : jsonCall(services, call);
-  });
+/** A call past admission: its hold is written, and what goes upstream is settled. */
+interface AdmittedContext extends CallContext {
+  readonly admitted: AdmittedCall;
 }
 
-async function openUpstream(services: Services, call: CallContext, signal: AbortSignal): Promise<UpstreamResponse> {
+/**
+ * One metered chat completion: admission with a worst-case hold → upstream call → save cost
+ * (which releases the hold). Serialize mode runs all of it under the user's cost barrier;
+ * reserve mode only the admission. A cost lookup, if needed, runs as a detached task that
+ * holds neither the lock nor a pool client; the hold stays until the cost lands.
+ */
+export async function meteredCall(services: Services, call: CallContext): Promise<void> {
+  const pricing = priceRequest(call.chat.raw, (id) => services.priceBook.lookup(id));
+  const gone = clientGoneSignal(call.res);
+  const request = {
+    id: call.requestId, userId: call.userId, replicaId: services.config.replicaId, model: call.chat.model, stream: call.chat.stream,
+  };
+  try {
+    if (services.config.barrierMode === 'reserve') {
+      const admitted = await admitReserve(services, request, pricing, gone);
+      await runAdmitted(services, { ...call, admitted }, gone);
+      return;
+    }
+    await refuseBeforeQueueing(services, call.userId);
+    await services.barrier.withUserCostLock(call.userId, async () => {
+      const admitted = await admitSerialize(services, request, pricing);
+      await runAdmitted(services, { ...call, admitted }, gone);
+    }, gone).catch((error: unknown) => refuseIfQueueCannotBeAfforded(services, call.userId, pricing, error));
+  } catch (error) {
+    if (!(error instanceof CallAbandonedError)) throw error;
+    services.metrics.admissions.inc({ mode: services.config.barrierMode, outcome: 'client_gone' });
+    throw new MetergateError('client_closed', `the client left while the call waited (${error.stage}); nothing was sent upstream`, { cause: error });
+  }
+}
+
+/**
+ * Serialize mode, when this user already has a call running or queued here: a user who could
+ * not afford a call even once every call in flight has settled gets 402 now, not a queue slot
+ * (holds of calls whose cost is unknown stay counted).
+ */
+async function refuseBeforeQueueing(services: Services, userId: string): Promise<void> {
+  if (!services.barrier.contended(userId)) return;
+  const afford = await requests.affordability(services.pools.write, userId);
+  if (afford === null || afford.availableAfterInFlightNano > services.config.minBalanceNano) return;
+  services.metrics.admissions.inc({ mode: 'serialize', outcome: 'insufficient_credits_before_queue' });
+  throw new MetergateError('insufficient_credits', 'insufficient credits: the available balance (the balance less the holds of calls whose cost is not known yet) must be above the minimum to start a call');
+}
+
+/**
+ * A full queue (BARRIER_QUEUE_DEPTH_MAX same-user calls waiting here) answers 503 busy only
+ * while the calls ahead could all still be afforded at this call's worst case; beyond that the
+ * user is out of credit for one more call, and 402 says so (a client retries a 503, and would
+ * only meet the 402 later).
+ */
+async function refuseIfQueueCannotBeAfforded(services: Services, userId: string, pricing: Pricing, error: unknown): Promise<never> {
+  if (!(error instanceof BarrierBusyError) || error.reason !== 'queue_full') throw error;
+  const afford = await requests.affordability(services.pools.write, userId);
+  const budget = pricing.priced ? defaultBudget(pricing.shape) : null;
+  const perCallNano = pricing.priced && budget !== null ? worstCaseNano(pricing.shape, budget) : services.config.holdFallbackNano;
+  const aheadNano = BigInt(services.config.barrierQueueDepthMax) * perCallNano;
+  if (afford !== null && afford.availableAfterInFlightNano - aheadNano <= services.config.minBalanceNano) {
+    services.metrics.admissions.inc({ mode: 'serialize', outcome: 'insufficient_credits_queue_full' });
+    throw new MetergateError('insufficient_credits', `insufficient credits: ${services.config.barrierQueueDepthMax} calls of this user are already waiting and their worst case exceeds the available balance`);
+  }
+  throw error;
+}
+
+/** Aborts once the client's connection closes before the response was finished. */
+function clientGoneSignal(res: ServerResponse): AbortSignal {
+  const gone = new AbortController();
+  if (res.destroyed) gone.abort();
+  else res.once('close', () => { if (!res.writableFinished) gone.abort(); });
+  return gone.signal;
+}
+
+/** The client may have left during admission: then nothing is sent and the hold is released. */
+async function runAdmitted(services: Services, call: AdmittedContext, gone: AbortSignal): Promise<void> {
+  if (gone.aborted) {
+    await requests.markFailed(services.pools.write, call.requestId, 'client_gone_before_upstream');
+    services.metrics.admissions.inc({ mode: services.config.barrierMode, outcome: 'client_gone' });
+    throw new MetergateError('client_closed', 'the client left before the call was sent upstream; nothing was sent or charged');
+  }
+  return call.chat.stream ? streamingCall(services, call) : jsonCall(services, call);
+}
+
+async function openUpstream(services: Services, call: AdmittedContext, signal: AbortSignal): Promise<UpstreamResponse> {
   try {
     const headersTimeoutMs = call.chat.stream ? services.config.upstreamTimeoutMs : services.config.upstreamDurationMsMax;
-    return await services.upstream.chatCompletions(upstreamBody(call.chat, call.userId), signal, headersTimeoutMs);
+    const body = upstreamBody(call.chat, call.userId, call.admitted.injectedMaxTokens);
+    return await services.upstream.chatCompletions(body, signal, headersTimeoutMs);
   } catch (error) {
     // No response means no generation id: if the provider did start, only an operator can
     // match it, so the request is left visible as unresolved rather than dropped.
@@ -55,7 +126,7 @@ async function openUpstream(services: Services, call: CallContext, signal: Abort
   }
 }
 
-async function streamingCall(services: Services, call: CallContext): Promise<void> {
+async function streamingCall(services: Services, call: AdmittedContext): Promise<void> {
   const abort = new AbortController();
   const limit = setTimeout(() => abort.abort(new Error('upstream duration limit')), services.config.upstreamDurationMsMax);
   const started = performance.now();
@@ -85,14 +156,16 @@ async function settleStream(services: Services, call: CallContext, outcome: Rela
   await outcome.finish();
 }
 
-async function jsonCall(services: Services, call: CallContext): Promise<void> {
+async function jsonCall(services: Services, call: AdmittedContext): Promise<void> {
   // Not aborted when the client leaves: a non-streaming generation is billed in full anyway,
   // and reading it to the end gives us its cost without a lookup.
   const started = performance.now();
   const upstream = await openUpstream(services, call, AbortSignal.timeout(services.config.upstreamDurationMsMax));
   if (upstream.status !== 200) return await failBeforeOutput(services, call, upstream);
   const headerId = typeof upstream.headers['x-generation-id'] === 'string' ? upstream.headers['x-generation-id'] : null;
-  if (headerId !== null) await recordGenerationId(services, call.requestId, headerId);
+  // No separate commit for the id here: a non-streaming answer's headers come with the whole
+  // generation, so the settle just below records it (and a settle that fails records it on
+  // its own first: Settler.defer). One commit per call fewer.
   let bytes: Buffer;
   try {
     bytes = await readBody(upstream.body, services.config.upstreamBodyBytesMax);

@@ -1,4 +1,4 @@
-import { isDatabaseUnavailable, ledger, type LedgerEntry } from '@metergate/db';
+import { isDatabaseUnavailable, ledger, requests, type SettledEntry } from '@metergate/db';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -53,7 +53,7 @@ export class Settler {
   }
 
   private async attempt(input: SettleInput): Promise<SettleResult> {
-    const entry: LedgerEntry | null = await ledger.settleUsage(this.pool, {
+    const entry: SettledEntry | null = await ledger.settleUsage(this.pool, {
       requestId: input.requestId,
       // What the user is charged is priced from it inside the settle statement.
       upstreamCostNano: input.cost.costNano,
@@ -68,10 +68,25 @@ export class Settler {
     this.metrics.settles.inc({ outcome: 'settled' });
     this.metrics.costRecorded.inc(Number(entry.upstreamCostNano ?? 0n));
     this.metrics.charged.inc(Number(-entry.amountNano));
+    // Charged in full whatever the hold was (overage is recorded, never capped); counted so an
+    // operator sees when the worst-case rule or a pinned price fell short.
+    const overNano = -entry.amountNano - entry.releasedHoldNano;
+    if (overNano > 0n) {
+      this.metrics.holdOverages.inc();
+      this.metrics.holdOverage.inc(Number(overNano));
+      this.log.warn({ requestId: input.requestId, chargedNano: (-entry.amountNano).toString(), holdNano: entry.releasedHoldNano.toString() }, 'charge exceeded the hold');
+    }
     return 'settled';
   }
 
   private defer(input: SettleInput, attempt: number, error: unknown): void {
+    if (attempt === 0 && input.generationId !== null) {
+      // The durable trace gets the generation id now if the database takes anything at all:
+      // should this process die before a retry lands, the reconciler can still look it up.
+      requests.recordGenerationId(this.pool, input.requestId, input.generationId).catch((recordError: unknown) => {
+        this.log.warn({ err: recordError, requestId: input.requestId }, 'could not record the generation id of a deferred settle');
+      });
+    }
     const delayMs = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
     this.metrics.settles.inc({ outcome: 'deferred' });
     const level = isDatabaseUnavailable(error) ? 'warn' : 'error';

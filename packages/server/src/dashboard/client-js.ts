@@ -227,7 +227,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
     const body = await api('/admin/users?sort=balance&order=asc&limit=' + TOP_ROWS + '&balance_below_usd=' + encodeURIComponent(threshold));
     fillTable(byId('low-balances'), body.data.map(function (user) {
       const className = user.balance_usd.startsWith('-') ? 'num money negative' : 'num money';
-      return [[user.id, 'key'], [user.balance_usd, className], [user.spend_usd || user.total_usage_usd, 'num money']];
+      return [[user.id, 'key'], [user.balance_usd, className], [user.held_usd, 'num money'], [user.available_usd, user.available_usd.startsWith('-') ? 'num money negative' : 'num money'], [user.spend_usd || user.total_usage_usd, 'num money']];
     }), 'no balance below ' + threshold);
   }
 

@@ -82,7 +82,7 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
           <h2>Balances running low</h2>
           <label class="muted">below USD <input id="low-threshold" value="1.00" size="8" inputmode="decimal"></label>
         </div>
-        <table><thead><tr><th>user</th><th class="num">balance (USD)</th><th class="num">spend (USD)</th></tr></thead>
+        <table><thead><tr><th>user</th><th class="num">balance (USD)</th><th class="num" title="held for calls whose cost is not known yet">held (USD)</th><th class="num" title="balance less held: what new calls can use">available (USD)</th><th class="num">spend (USD)</th></tr></thead>
           <tbody id="low-balances"></tbody></table>
         <p class="panel-error error"></p>
       </section>

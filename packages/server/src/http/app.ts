@@ -4,6 +4,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import { dashboardRoutes } from '../dashboard/router.js';
 import { MetergateError } from '../errors.js';
 import { adminRoutes } from '../routes/admin.js';
+import { adminHoldRoutes } from '../routes/admin-holds.js';
 import { adminReportRoutes } from '../routes/admin-reports.js';
 import { chatRoutes } from '../routes/chat.js';
 import { compatRoutes } from '../routes/openrouter-compat.js';
@@ -21,6 +22,7 @@ export function createApp(services: Services, adminToken: string): Express {
   app.use(compatRoutes(services));
   app.use(dashboardRoutes()); // public static shell only; before the admin API's token check
   app.use(adminReportRoutes(services, adminToken)); // ledger, usage, users and requests lists, pricing
+  app.use(adminHoldRoutes(services, adminToken)); // settle / void stuck requests, the price book
   app.use(adminRoutes(services, adminToken));
   app.use((req: Request) => {
     throw new MetergateError('not_found', `no route ${req.method} ${req.path}`);

@@ -31,6 +31,8 @@ export function userJson(user: UserRow) {
   return {
     id: user.id,
     balance_usd: formatNano(user.balanceNano),
+    held_usd: formatNano(user.heldNano),
+    available_usd: formatNano(user.balanceNano - user.heldNano),
     total_credits_usd: formatNano(user.creditsNano),
     total_usage_usd: formatNano(user.usageNano),
     created_at: user.createdAt.toISOString(),
@@ -56,6 +58,7 @@ export function requestJson(request: RequestRow) {
     state: request.state,
     generation_id: request.generationId,
     cost_usd: request.costNano === null ? null : formatNano(BigInt(request.costNano)),
+    hold_usd: formatNano(BigInt(request.holdNano)),
     reason: request.reason,
     lookup_attempts: request.lookupAttempts,
     started_at: request.startedAt.toISOString(),

@@ -28,6 +28,13 @@ export interface PassSummary {
   outcomes: Partial<Record<ReconcileOutcome, number>>;
 }
 
+/**
+ * Unresolved requests with a generation id are looked up again every RECONCILE_BACKOFF_MAX_MS
+ * until they are this old (a generation that /generation still cannot find after a week will
+ * not appear): a late answer from upstream then settles them without an operator.
+ */
+export const UNRESOLVED_RETRY_AGE_MAX_MS = 7 * 86_400_000;
+
 /** Also run once per pass (expired idempotency keys, rows of long-dead replicas, ...). */
 export type Housekeeping = () => Promise<void>;
 
@@ -140,9 +147,16 @@ export class Reconciler {
       });
       return result;
     }
+    if (request.state === 'unresolved') {
+      // Still not found: look again rarely, and stop after UNRESOLVED_RETRY_AGE_MAX_MS (an
+      // operator settles or voids it: POST /admin/requests/:id/settle | void).
+      const next = request.ageMs < UNRESOLVED_RETRY_AGE_MAX_MS ? new Date(Date.now() + this.options.backoffMsMax) : null;
+      await requests.rescheduleUnresolved(this.pool, request.id, next);
+      return 'retry_later';
+    }
     const decision = reconcileOutcome(request, this.options);
     if (decision === 'unresolved_exhausted') {
-      await requests.markUnresolved(this.pool, request.id, 'cost_lookup_exhausted');
+      await requests.markUnresolved(this.pool, request.id, 'cost_lookup_exhausted', new Date(Date.now() + this.options.backoffMsMax));
       this.log.error({ requestId: request.id, userId: request.userId, attempts: request.lookupAttempts }, 'request unresolved: cost lookup exhausted');
       return decision;
     }

@@ -57,7 +57,7 @@ const usersQuery = z.strictObject({
   cursor: z.string().min(1).max(1000).optional(),
 });
 const requestsQuery = z.strictObject({
-  state: z.enum(['unsettled', 'in_flight', 'awaiting_cost', 'failed', 'unresolved', 'settled']).optional(),
+  state: z.enum(['unsettled', 'in_flight', 'awaiting_cost', 'failed', 'unresolved', 'settled', 'voided']).optional(),
   user_id: userId.optional(),
   limit: limit(LIST_PAGE_MAX).default(PAGE_DEFAULT),
   cursor: z.string().regex(/^[0-9a-fA-F-]{36}$/, 'must be a next_cursor value from a previous page').optional(),

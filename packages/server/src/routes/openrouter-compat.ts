@@ -16,7 +16,12 @@ export function compatRoutes(services: Services): Router {
     router.get(`${base}/credits`, auth, async (_req, res) => {
       const user = await users.getUser(services.pools.write, res.locals.userId as string);
       if (user === null) throw new MetergateError('invalid_api_key', 'the user of this key no longer exists');
-      res.json({ data: { total_credits: nanoToUsdNumber(user.creditsNano), total_usage: nanoToUsdNumber(user.usageNano) } });
+      // OpenRouter's two fields, plus what is held for calls whose cost is not known yet and
+      // what is available to start new ones (balance − held).
+      res.json({ data: {
+        total_credits: nanoToUsdNumber(user.creditsNano), total_usage: nanoToUsdNumber(user.usageNano),
+        total_held: nanoToUsdNumber(user.heldNano), available: nanoToUsdNumber(user.balanceNano - user.heldNano),
+      } });
     });
     router.get(`${base}/models`, auth, async (_req, res) => {
       const { status, body } = await models();

@@ -1,0 +1,128 @@
+import { performance } from 'node:perf_hooks';
+import { costLockKey, formatNano, requests, type Affordability, type NewRequest } from '@metergate/db';
+import { MetergateError } from '../errors.js';
+import type { Services } from '../services.js';
+import { affordableBudget, defaultBudget, worstCaseNano, type CostShape, type Pricing } from './worst-case.js';
+import type { HoldCall } from './admission-batcher.js';
+
+/** Below this, a reserve-mode budget is refused rather than sent (some providers require ≥ 16). */
+export const RESERVE_COMPLETION_TOKENS_MIN = 16n;
+/** A budget chosen for the client is capped here (no model lists more output than this). */
+export const RESERVE_COMPLETION_TOKENS_MAX = 1_000_000n;
+const INT32_MAX = 2_147_483_647n;
+
+export interface AdmittedCall {
+  /** The hold written (charged nano-USD, after the user's multiplier). */
+  holdNano: bigint;
+  /** Reserve mode: the max_tokens set on the upstream body when the client sent none. */
+  injectedMaxTokens: number | null;
+}
+
+function tokensColumn(budget: bigint | null): number | null {
+  return budget === null ? null : Number(budget > INT32_MAX ? INT32_MAX : budget);
+}
+
+function refused(services: Services, message: string, param?: string): MetergateError {
+  services.metrics.admissions.inc({ mode: services.config.barrierMode, outcome: 'insufficient_credits' });
+  return new MetergateError('insufficient_credits', message, param === undefined ? {} : { param });
+}
+
+/**
+ * Serialize mode, under the user's lock: admit while balance − held > minimum and hold the
+ * call's worst case (or HOLD_FALLBACK_USD when the book cannot bound it), so that if its cost
+ * ends up unknown, later admissions see it.
+ */
+export async function admitSerialize(services: Services, request: NewRequest, pricing: Pricing): Promise<AdmittedCall> {
+  const budget = pricing.priced ? defaultBudget(pricing.shape) : null;
+  const bounded = pricing.priced && budget !== null;
+  const upstreamHoldNano = bounded ? worstCaseNano(pricing.shape, budget) : services.config.holdFallbackNano;
+  const result = await requests.admitRequest(services.pools.write, request, {
+    minBalanceNano: services.config.minBalanceNano, upstreamHoldNano, holdCompletionTokens: bounded ? tokensColumn(budget) : null,
+  });
+  if (!result.admitted) {
+    throw refused(services, 'insufficient credits: the available balance (the balance less the holds of calls whose cost is not known yet) must be above the minimum to start a call');
+  }
+  services.metrics.admissions.inc({ mode: 'serialize', outcome: bounded ? 'admitted' : 'admitted_fallback_hold' });
+  return { holdNano: result.holdNano, injectedMaxTokens: null };
+}
+
+/** The upstream nano-USD a user can still hold, after the minimum and their multiplier. */
+function spareUpstreamNano(services: Services, afford: Affordability): bigint {
+  const spare = afford.availableNano - services.config.minBalanceNano;
+  return spare <= 0n ? -1n : (spare * 1_000_000n) / afford.multiplierPpm;
+}
+
+/**
+ * Reserve mode: the same lock only inside the admission statement; admitted only when the
+ * whole worst case fits (available − hold ≥ minimum). A client that sets no output limit gets
+ * the largest one it can afford, sent upstream as max_tokens.
+ */
+export async function admitReserve(services: Services, request: NewRequest, pricing: Pricing, signal?: AbortSignal): Promise<AdmittedCall> {
+  if (!pricing.priced) {
+    services.metrics.admissions.inc({ mode: 'reserve', outcome: 'unpriced_model' });
+    throw new MetergateError('unpriced_model', `${pricing.reason}: this proxy cannot bound the call's cost, so it does not start it (an operator can pin a price: PUT /admin/prices)`, { param: 'model' });
+  }
+  const { shape } = pricing;
+  if (shape.clientBudget !== null) {
+    const budget = defaultBudget(shape)!;
+    const held = await services.admissions.admit(request.userId, holdCall(request, worstCaseNano(shape, budget), budget), signal);
+    if (held !== null) return admittedReserve(services, held, null);
+    throw await unaffordable(services, request.userId, shape, budget);
+  }
+  // The budget depends on the balance: read it and admit in one turn of this user's queue.
+  return services.admissions.solo(request.userId, async () => {
+    // Two tries: another replica may spend between the read and the admission.
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      const afford = await readAffordability(services, request.userId);
+      const fits = affordableBudget(shape, spareUpstreamNano(services, afford));
+      if (fits === null || fits < RESERVE_COMPLETION_TOKENS_MIN) break;
+      const budget = fits > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : fits;
+      const held = await admitOne(services, request, holdCall(request, worstCaseNano(shape, budget), budget));
+      if (held !== null) return admittedReserve(services, held, Number(budget));
+    }
+    throw await unaffordable(services, request.userId, shape, null);
+  }, signal);
+}
+
+function holdCall(request: NewRequest, upstreamHoldNano: bigint, budget: bigint): HoldCall {
+  return { id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget) };
+}
+
+function admittedReserve(services: Services, holdNano: bigint, injectedMaxTokens: number | null): AdmittedCall {
+  services.metrics.admissions.inc({ mode: 'reserve', outcome: 'admitted' });
+  return { holdNano, injectedMaxTokens };
+}
+
+async function admitOne(services: Services, request: NewRequest, call: HoldCall): Promise<bigint | null> {
+  return (await runAdmissionBatch(services, request.userId, [call])).get(call.id) ?? null;
+}
+
+/** One reserve admission statement (the user's lock is held inside it, for its duration). */
+export async function runAdmissionBatch(services: Services, userId: string, calls: HoldCall[]): Promise<Map<string, bigint>> {
+  const started = performance.now();
+  try {
+    return await requests.admitBatch(services.pools.write, {
+      userId, replicaId: services.config.replicaId, minBalanceNano: services.config.minBalanceNano, lockKey: costLockKey(userId), calls,
+    });
+  } finally {
+    services.metrics.lockHold.observe({ mode: 'reserve' }, (performance.now() - started) / 1000);
+  }
+}
+
+async function readAffordability(services: Services, userId: string): Promise<Affordability> {
+  const afford = await requests.affordability(services.pools.write, userId);
+  if (afford === null) throw new MetergateError('invalid_api_key', 'the user of this key no longer exists');
+  return afford;
+}
+
+/** 402 saying what the call could cost, what is available, and the most output it can afford. */
+async function unaffordable(services: Services, userId: string, shape: CostShape, asked: bigint | null): Promise<MetergateError> {
+  const afford = await readAffordability(services, userId);
+  const most = affordableBudget(shape, spareUpstreamNano(services, afford));
+  const available = `available ${formatNano(afford.availableNano)} USD (the balance less the holds of calls in progress)`;
+  const needed = asked === null ? '' : ` this call can cost up to ${formatNano(worstCaseNano(shape, asked) * afford.multiplierPpm / 1_000_000n)} USD (${asked} output tokens);`;
+  const advice = most === null || most < RESERVE_COMPLETION_TOKENS_MIN
+    ? 'not even the prompt fits: add credits'
+    : `the most it can afford now is max_tokens=${most > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : most}`;
+  return refused(services, `insufficient credits:${needed} ${available}; ${advice}`, 'max_tokens');
+}
