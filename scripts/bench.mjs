@@ -62,6 +62,7 @@ const SIM_KEY = 'bench-sim-key';
 // only after PGSTAT_IDLE_INTERVAL (10 s): --profile waits that out before reading commits.
 const STATS_FLUSH_WAIT_MS = 11_000;
 const STOP_DEADLINE_MS = 30_000;
+const GENERATOR_BUSY_SHARE = 0.85;
 
 // ---- process bookkeeping: everything started is stopped, also on failure and Ctrl-C -------
 const started = [];
@@ -245,6 +246,10 @@ function printReport(meta, replicas, targets, { results, runs }, verified) {
   out.push('', 'Streaming (SSE):', '', summaryTable('stream', targets, results, SHAPE));
   for (const r of targets.filter((t) => t.metered)) out.push('', ratioTable(r, results, SHAPE));
   out.push('', 'Every run:', '', detailTable(runs));
+  // One Node process drives the load: near a full core, it (not the path) may set the pace.
+  for (const r of runs.filter((run) => run.cpuMs / (run.seconds * 1000) > GENERATOR_BUSY_SHARE)) {
+    out.push(`!!! the load generator used over ${GENERATOR_BUSY_SHARE * 100} % of a core in "${r.name}": that run's figures may be the generator's limit.`);
+  }
   if (PROFILE) {
     out.push('', 'CPU per call (from /proc/<pid>/stat utime+stime; Postgres = postmaster, its backends and reaped children):', '',
       cpuTable(runs, Object.keys(runs[0].cpuMsByProcess)));
