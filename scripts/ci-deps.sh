@@ -4,7 +4,9 @@
 #                 docker/nginx.conf with `nginx -t`;
 #   python3-yaml  the deployment tests parse docker/compose.yml with a real YAML parser;
 #   chromium      the dashboard test drives Debian's Chromium (/usr/bin/chromium) with
-#                 playwright-core, which downloads no browser of its own.
+#                 playwright-core, which downloads no browser of its own;
+#   pgbouncer     the PgBouncer test runs replicas through a real PgBouncer in transaction
+#                 pooling mode (packages/testkit/src/pgbouncer.ts).
 # Idempotent and non-interactive: quiet no-op when everything is installed; otherwise
 # `apt-get update` + `apt-get install` (root, or sudo without a password). Safe under CI=true
 # with no stdin.
@@ -14,6 +16,7 @@ missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -34,10 +37,14 @@ echo "ci-deps: installing ${missing[*]}"
 if ! "${as_root[@]}" apt-get install "${apt_opts[@]}" --no-install-recommends "${missing[@]}" </dev/null; then
   "${as_root[@]}" apt-get install "${apt_opts[@]}" --no-install-recommends "${missing[@]/nginx-light/nginx}" </dev/null
 fi
-# Debian's postinst starts the packaged nginx service where an init system runs; the tests
-# start their own nginx processes and need no system one.
-if command -v service >/dev/null 2>&1; then "${as_root[@]}" service nginx stop >/dev/null 2>&1 || true; fi
+# Debian's postinst starts the packaged nginx and pgbouncer services where an init system runs;
+# the tests start their own processes and need no system ones.
+if command -v service >/dev/null 2>&1; then
+  "${as_root[@]}" service nginx stop >/dev/null 2>&1 || true
+  "${as_root[@]}" service pgbouncer stop >/dev/null 2>&1 || true
+fi
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
 python3 -c 'import yaml'
 [ -x /usr/bin/chromium ]
-echo "ci-deps: $( (nginx -v || /usr/sbin/nginx -v) 2>&1 | head -n 1), python3-yaml ok, $(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]
+echo "ci-deps: $( (nginx -v || /usr/sbin/nginx -v) 2>&1 | head -n 1), python3-yaml ok, $(/usr/bin/chromium --version 2>/dev/null || echo chromium), $( (pgbouncer --version || /usr/sbin/pgbouncer --version) 2>/dev/null | head -n 1)"

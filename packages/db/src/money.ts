@@ -21,11 +21,22 @@ export class MoneyFormatError extends Error {
 
 /** Exact decimal text in USD (e.g. "5.00", "-0.0000018", "4.5e-7") to nano-USD. */
 export function usdTextToNano(text: string): bigint {
+  return decimalToNano(text, TEXT_EXPONENT_MAX);
+}
+
+/** Typed amounts: an exponent beyond ±40 is a typo, not money. */
+const TEXT_EXPONENT_MAX = 40;
+/** A double's decimal exponent is within ±324 (5e-324 … 1.8e308). */
+const NUMBER_EXPONENT_MAX = 400;
+/** Below this a number rounds to 0 nano under the rule above (half a nano is 5e-10). */
+const NUMBER_ZERO_BELOW_USD = 1e-10;
+
+function decimalToNano(text: string, exponentMax: number): bigint {
   const match = DECIMAL_RE.exec(text.trim());
   if (match === null) throw new MoneyFormatError(text);
   const [, sign = '', whole = '0', fraction = '', exponentText = '0'] = match;
   const exponent = Number(exponentText);
-  if (!Number.isSafeInteger(exponent) || Math.abs(exponent) > 40) {
+  if (!Number.isSafeInteger(exponent) || Math.abs(exponent) > exponentMax) {
     throw new MoneyFormatError(text);
   }
   // digits × 10^(exponent − fraction.length) USD, scaled to nano.
@@ -35,10 +46,15 @@ export function usdTextToNano(text: string): bigint {
   return sign === '-' ? -magnitude : magnitude;
 }
 
-/** A JSON number of USD (OpenRouter's `usage.cost`) to nano-USD; see the rounding rule above. */
+/**
+ * A JSON number of USD (OpenRouter's `usage.cost`) to nano-USD; see the rounding rule above.
+ * Total over every finite double: 1e-41 and 5e-324 round to 0, 1e300 is an exact (huge)
+ * bigint. Whether such an amount may be charged is the caller's decision, not this one's.
+ */
 export function usdNumberToNano(usd: number): bigint {
   if (!Number.isFinite(usd)) throw new MoneyFormatError(String(usd));
-  return usdTextToNano(String(usd));
+  if (Math.abs(usd) < NUMBER_ZERO_BELOW_USD) return 0n;
+  return decimalToNano(String(usd), NUMBER_EXPONENT_MAX);
 }
 
 /** nano-USD to a decimal string with all 9 stored digits: -1800n → "-0.000001800". */

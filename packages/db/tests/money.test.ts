@@ -42,6 +42,20 @@ QUnit.module('money', () => {
     assert.strictEqual(usdNumberToNano(1e21), 10n ** 30n);
   });
 
+  QUnit.test('usdNumberToNano never throws on a finite number: tiny ones round to 0, huge ones are exact', (assert) => {
+    // 1e-41 and 5e-324 once threw (exponent past 40) and left the request in flight.
+    for (const tiny of [1e-41, 5e-324, -5e-324, 1e-300, 4.9e-10, Number.MIN_VALUE]) {
+      assert.strictEqual(usdNumberToNano(tiny).toString(), '0', String(tiny));
+    }
+    assert.strictEqual(usdNumberToNano(1e-10).toString(), '0');
+    assert.strictEqual(usdNumberToNano(5e-10).toString(), '1', 'half a nano still rounds away from zero');
+    assert.strictEqual(usdNumberToNano(1e300).toString(), `1${'0'.repeat(309)}`);
+    assert.strictEqual(usdNumberToNano(Number.MAX_VALUE).toString(), `17976931348623157${'0'.repeat(301)}`);
+    assert.throws(() => usdNumberToNano(Number.POSITIVE_INFINITY), MoneyFormatError);
+    assert.throws(() => usdNumberToNano(Number.NaN), MoneyFormatError);
+    assert.throws(() => usdTextToNano('1e-41'), MoneyFormatError, 'typed text keeps its exponent limit');
+  });
+
   QUnit.test('formatNano prints all 9 digits and the sign', (assert) => {
     const cases: Array<[bigint, string]> = [
       [0n, '0.000000000'], [1n, '0.000000001'], [-1_800n, '-0.000001800'], [5_000_000_000n, '5.000000000'],

@@ -9,7 +9,7 @@ import { StreamSummary } from '@metergate/server';
 import { toStoredResponse } from '@metergate/server';
 import { nextLookupDelayMs, reconcileOutcome } from '@metergate/server';
 
-const CLAIM = { leaseMs: 1_000, claimMs: 60_000, batchMax: 10, inFlightMsMax: 3_600_000 };
+const CLAIM = { leaseMs: 1_000, claimMs: 60_000, batchMax: 10, inFlightMsMax: 3_600_000, judgeHeartbeats: true };
 
 async function seed(db: TestDatabase, rows: number, state: 'in_flight' | 'awaiting_cost', replicaId: string): Promise<string[]> {
   await db.pool.query(`insert into users (id) values ('u') on conflict do nothing`);
@@ -63,6 +63,11 @@ QUnit.module('reliability units: reconciler claims', (hooks) => {
     const [beforeRestartId] = await seed(db, 1, 'in_flight', 'restarted');
     await db.pool.query(`update requests set started_at = now() - interval '1 second' where id = $1::uuid`, [beforeRestartId]);
     const [afterRestartId] = await seed(db, 1, 'in_flight', 'restarted');
+    // Just after an outage a stale heartbeat proves nothing: only the explicit signs count.
+    const cautious = await requests.claimForReconcile(db.pool, { ...CLAIM, judgeHeartbeats: false });
+    assert.deepEqual(cautious.map((row) => row.id).sort(), [missingId, beforeRestartId].sort(),
+      'not judging heartbeats: no row and a restart still count, a stale heartbeat does not');
+    await db.pool.query('update requests set next_lookup_at = null');
     const claimed = await requests.claimForReconcile(db.pool, CLAIM);
     assert.deepEqual(claimed.map((row) => row.id).sort(), [deadId, missingId, beforeRestartId].sort(),
       'dead and unknown owners, and what a replica id left before it restarted; not live calls');
@@ -82,10 +87,31 @@ QUnit.module('reliability units: reconciler claims', (hooks) => {
       }));
     }
     const interrupted = { status: 500, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"error":{}}') };
-    const result = await idempotency.finishOrphanKeys(db.pool, { leaseMs: 1_000, orphanAgeMs: 600_000, interrupted, limit: 10 });
+    const options = { leaseMs: 1_000, orphanAgeMs: 600_000, interrupted, limit: 10 };
+    await db.pool.query(`insert into replicas (id, started_at, heartbeat_at) values ('dead', now() - interval '1 hour', now() - interval '5 seconds')`);
+    assert.deepEqual(await idempotency.finishOrphanKeys(db.pool, { ...options, judgeHeartbeats: false }), { released: 0, interrupted: 0 },
+      'not judging heartbeats: a stale owner\'s keys are left running');
+    const result = await idempotency.finishOrphanKeys(db.pool, { ...options, judgeHeartbeats: true });
     assert.deepEqual(result, { released: 1, interrupted: 1 });
     assert.strictEqual(await idempotency.findKey(db.pool, 'u', 'k-never'), null, 'the key of an attempt that never ran is free again');
     assert.strictEqual((await idempotency.findKey(db.pool, 'u', 'k-charged'))?.response?.status, 500, 'the other replays the interrupted answer');
+  });
+
+  QUnit.test('a live owner gave up writing a key: finished once its request has been closed for orphanAgeMs', async (assert) => {
+    await replicas.heartbeat(db.pool, 'alive', false);
+    const [closed, recent] = await seed(db, 2, 'in_flight', 'alive');
+    await db.pool.query(`update requests set state = 'settled', cost_nano = 1, settled_at = now(), updated_at = now() - interval '20 minutes' where id = $1::uuid`, [closed]);
+    await db.pool.query(`update requests set state = 'unresolved', updated_at = now() where id = $1::uuid`, [recent]);
+    for (const [key, requestId] of [['k-closed', closed!], ['k-recent', recent!]] as const) {
+      assert.true(await idempotency.claimKey(db.pool, {
+        userId: 'u', key, bodyHash: bodyHash({ key }), requestId, replicaId: 'alive', stream: true, ttlHours: 24,
+      }));
+    }
+    const interrupted = { status: 500, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"error":{}}') };
+    const result = await idempotency.finishOrphanKeys(db.pool, { leaseMs: 1_000, orphanAgeMs: 600_000, interrupted, limit: 10, judgeHeartbeats: true });
+    assert.deepEqual(result, { released: 0, interrupted: 1 }, 'only the key of the request closed 20 minutes ago');
+    assert.strictEqual((await idempotency.findKey(db.pool, 'u', 'k-closed'))?.state, 'done');
+    assert.strictEqual((await idempotency.findKey(db.pool, 'u', 'k-recent'))?.state, 'running', 'a key whose request just closed is its owner\'s to write');
   });
 });
 

@@ -41,7 +41,9 @@ QUnit.module('reliability: unresolved requests are explicit', (hooks) => {
     assert.strictEqual(closed?.reason, 'owner_died_before_generation_id');
     const listed = await requests.listByState(f.db.pool, 'unresolved', 10);
     assert.deepEqual(listed.map((r) => [r.id, r.reason]), [[row!.id, 'owner_died_before_generation_id']], 'operators can list it with its reason');
-    assert.true(await scrapeMetric(survivor.url, 'metergate_unsettled_requests', { state: 'unresolved' }) >= 1, 'the unsettled gauge shows it');
+    // The gauge is a background snapshot (METRICS_REFRESH_MS, 5 s by default): it shows it by the next refresh.
+    const gauge = await eventually(() => scrapeMetric(survivor.url, 'metergate_unsettled_requests', { state: 'unresolved' }), (n) => n >= 1, WAIT_MS);
+    assert.true(gauge >= 1, 'the unsettled gauge shows it');
 
     // The upstream billed it in full (non-streaming ignores the client leaving): the gap is
     // exactly that generation, until an operator settles it from the upstream's books.

@@ -53,6 +53,13 @@ QUnit.module('scale: nginx load balancer from docker/nginx.conf', (hooks) => {
   QUnit.test('a stream passes through nginx event by event, not buffered to the end', async (assert) => {
     assert.strictEqual((await fetch(`${lb.url}/healthz`)).status, 200, 'nginx reaches the replicas');
     assert.strictEqual((await fetch(`${lb.url}/metrics`)).status, 404, 'metrics are not published through the load balancer');
+    // Neither by another spelling that nginx or Express might take for it.
+    for (const bypass of ['/metrics/', '/METRICS', '/Metrics/', '/%6Detrics', '//metrics', '/./metrics', '/x/../metrics', '/metrics?x=1', '/metrics/x']) {
+      const response = await fetch(`${lb.url}${bypass}`);
+      const text = await response.text();
+      assert.strictEqual(response.status, 404, `${bypass} through nginx`);
+      assert.false(text.includes('metergate_'), `${bypass}: no metrics in the body`);
+    }
     const key = await f.cluster.createUser('sse', 1_000_000_000n);
     // 20 tokens 100 ms apart: two seconds of stream.
     const result = await chatCall(lb.url, key, body({ latency_ms: 10, chunk_delay_ms: 100, completion_tokens: 20 }));

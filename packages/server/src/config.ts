@@ -33,6 +33,9 @@ const envSchema = z.object({
   OPENROUTER_BASE_URL: z.string().url().default('https://openrouter.ai/api/v1'),
   OPENROUTER_API_KEY: z.string().min(1).optional(),
   ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters').optional(),
+  METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
+  METRICS_REFRESH_MS: int(100, 3_600_000, 5_000),
+  READINESS_CACHE_MS: int(100, 60_000, 1_000),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   REPLICA_ID: z.string().min(1).max(128).optional(),
   MIN_BALANCE_USD: usdAmount.default(0n),
@@ -41,6 +44,9 @@ const envSchema = z.object({
   ADMISSION_QUEUE_DEPTH_MAX: int(1, 1_000_000, 4_096),
   PRICE_REFRESH_MS: int(1_000, 7 * 86_400_000, 600_000),
   PRICE_BOOK_RELOAD_MS: int(100, 3_600_000, 30_000),
+  // Above 1e6 USD a charge at the largest multiplier (1000) could leave Postgres's bigint.
+  CALL_COST_MAX_USD: usdAmount.default(1_000n * 1_000_000_000n)
+    .refine((nano) => nano > 0n && nano <= 1_000_000n * 1_000_000_000n, 'must be above 0 and at most 1000000 (USD)'),
   LOCK_POOL_SIZE: int(1, 1000, 20),
   WRITE_POOL_SIZE: int(1, 1000, 10),
   POOL_ACQUIRE_TIMEOUT_MS: int(10, 600_000, 5_000),
@@ -52,11 +58,15 @@ const envSchema = z.object({
   UPSTREAM_IDLE_TIMEOUT_MS: int(100, 3_600_000, 120_000),
   UPSTREAM_DURATION_MS_MAX: int(1_000, 3_600_000, 600_000),
   UPSTREAM_CONNECTIONS_MAX: int(1, 100_000, 256),
+  CLIENT_WRITE_STALL_MS_MAX: int(100, 3_600_000, 60_000),
   BODY_BYTES_MAX: int(1_024, 100 * 1024 * 1024, 4 * 1024 * 1024),
   UPSTREAM_BODY_BYTES_MAX: int(1_024, 1024 * 1024 * 1024, 64 * 1024 * 1024),
   SETTLE_TIMEOUT_MS: int(100, 600_000, 5_000),
   COST_LOOKUP_ATTEMPTS_MAX: int(1, 100, 8),
   COST_LOOKUP_BACKOFF_MS: int(10, 600_000, 500),
+  COST_LOOKUP_TASKS_MAX: int(1, 1_000_000, 1_000),
+  RETRY_ENTRIES_MAX: int(1, 1_000_000, 10_000),
+  RETRY_ATTEMPTS_MAX: int(1, 10_000, 20),
   MODELS_CACHE_MS: int(0, 86_400_000, 60_000),
   AUTH_CACHE_MS: int(0, 60_000, 5_000),
   AUTH_CACHE_ENTRIES_MAX: int(1, 10_000_000, 100_000),
@@ -92,6 +102,12 @@ export interface Config {
   readonly openRouterApiKey: string | null;
   /** Unset: a random token is generated and printed at start-up. */
   readonly adminToken: string | null;
+  /** Set: GET /metrics demands it (or the admin token) as a Bearer token. Unset: open. */
+  readonly metricsToken: string | null;
+  /** The database-wide gauges (unsettled requests) are refreshed in the background this often. */
+  readonly metricsRefreshMs: number;
+  /** GET /readyz reuses one database probe for this long (single-flight), however often called. */
+  readonly readinessCacheMs: number;
   readonly logLevel: LogLevel;
   readonly replicaId: string;
   /** Admission floor: serialize admits while balance − held > this; reserve while balance − held − hold ≥ this. */
@@ -120,11 +136,20 @@ export interface Config {
   readonly upstreamIdleTimeoutMs: number;
   readonly upstreamDurationMsMax: number;
   readonly upstreamConnectionsMax: number;
+  /** A stream whose client reads nothing for this long is cut (upstream aborted, billed part settled). */
+  readonly clientWriteStallMsMax: number;
   readonly bodyBytesMax: number;
+  /** An upstream cost above this (or negative) is left unresolved for an operator, not charged. */
+  readonly callCostMaxNano: bigint;
   readonly upstreamBodyBytesMax: number;
   readonly settleTimeoutMs: number;
   readonly costLookupAttemptsMax: number;
   readonly costLookupBackoffMs: number;
+  /** Background generation lookups at once; more are handed to the reconciler at once. */
+  readonly costLookupTasksMax: number;
+  /** In-memory retries of settles and idempotency-key writes: entries per queue, attempts per entry. */
+  readonly retryEntriesMax: number;
+  readonly retryAttemptsMax: number;
   readonly modelsCacheMs: number;
   /** How long a key → user lookup is remembered (0 = never); bounds revocation delay elsewhere. */
   readonly authCacheMs: number;
@@ -180,17 +205,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL ?? null, migrationsDatabaseUrl: e.MIGRATIONS_DATABASE_URL ?? null, embeddedPgPort: e.EMBEDDED_PG_PORT, embeddedPgDir: e.EMBEDDED_PG_DIR,
     openRouterBaseUrl: e.OPENROUTER_BASE_URL.replace(/\/+$/, ''), openRouterApiKey: e.OPENROUTER_API_KEY ?? null,
     adminToken: e.ADMIN_TOKEN ?? null, logLevel: e.LOG_LEVEL,
+    metricsToken: e.METRICS_TOKEN ?? null, metricsRefreshMs: e.METRICS_REFRESH_MS, readinessCacheMs: e.READINESS_CACHE_MS,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     minBalanceNano: e.MIN_BALANCE_USD, barrierMode: e.BARRIER, holdFallbackNano: e.HOLD_FALLBACK_USD,
     admissionQueueDepthMax: e.ADMISSION_QUEUE_DEPTH_MAX, priceRefreshMs: e.PRICE_REFRESH_MS, priceBookReloadMs: e.PRICE_BOOK_RELOAD_MS,
+    callCostMaxNano: e.CALL_COST_MAX_USD,
     lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
     lockTimeoutMs: e.LOCK_TIMEOUT_MS, barrierQueueWaitMs: e.BARRIER_QUEUE_WAIT_MS,
     barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS, upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
     upstreamDurationMsMax: e.UPSTREAM_DURATION_MS_MAX, upstreamConnectionsMax: e.UPSTREAM_CONNECTIONS_MAX,
+    clientWriteStallMsMax: e.CLIENT_WRITE_STALL_MS_MAX,
     bodyBytesMax: e.BODY_BYTES_MAX, upstreamBodyBytesMax: e.UPSTREAM_BODY_BYTES_MAX,
     settleTimeoutMs: e.SETTLE_TIMEOUT_MS, costLookupAttemptsMax: e.COST_LOOKUP_ATTEMPTS_MAX,
-    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, modelsCacheMs: e.MODELS_CACHE_MS,
+    costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, costLookupTasksMax: e.COST_LOOKUP_TASKS_MAX,
+    retryEntriesMax: e.RETRY_ENTRIES_MAX, retryAttemptsMax: e.RETRY_ATTEMPTS_MAX, modelsCacheMs: e.MODELS_CACHE_MS,
     authCacheMs: e.AUTH_CACHE_MS, authCacheEntriesMax: e.AUTH_CACHE_ENTRIES_MAX, keepaliveMs: e.KEEPALIVE_MS,
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS, replicaLeaseMs: e.REPLICA_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS, reconcileBatchMax: e.RECONCILE_BATCH_MAX,

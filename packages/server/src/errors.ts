@@ -19,6 +19,7 @@ const TABLE = {
   upstream_unreachable: { status: 502, type: 'upstream_error' },
   upstream_bad_response: { status: 502, type: 'upstream_error' },
   upstream_auth_failed: { status: 502, type: 'upstream_error' },
+  upstream_account_limit: { status: 502, type: 'upstream_error' },
   barrier_busy: { status: 503, type: 'server_error' },
   database_unavailable: { status: 503, type: 'server_error' },
   upstream_busy: { status: 503, type: 'upstream_error' },

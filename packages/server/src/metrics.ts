@@ -7,7 +7,8 @@ export interface Gauges {
   queueDepth: () => number;
   pinnedClients: () => number;
   poolClients: () => Array<{ pool: string; state: string; value: number }>;
-  unsettled: () => Promise<Array<{ state: string; count: number; oldestAgeS: number; heldNano: bigint }>>;
+  /** From a background snapshot (unsettled-gauges.ts): a scrape runs no query. */
+  unsettled: () => Array<{ state: string; count: number; oldestAgeS: number; heldNano: bigint }>;
   priceBookModels: () => number;
 }
 
@@ -22,6 +23,9 @@ export function createMetrics(gauges: Gauges) {
     upstreamDuration: new client.Histogram({ name: 'metergate_upstream_duration_seconds', help: 'Upstream call duration, headers to last byte', labelNames: ['stream'], buckets: SECONDS_BUCKETS, registers: [registry] }),
     upstreamTtfb: new client.Histogram({ name: 'metergate_upstream_ttfb_seconds', help: 'Upstream time to first byte of the body', labelNames: ['stream'], buckets: SECONDS_BUCKETS, registers: [registry] }),
     upstreamErrors: new client.Counter({ name: 'metergate_upstream_errors_total', help: 'Upstream failures by kind', labelNames: ['kind'], registers: [registry] }),
+    // Alert on any increase: the operator's OpenRouter key limit or credits ran out, and every
+    // call fails until the operator acts (retrying does not help).
+    upstreamAccountLimit: new client.Counter({ name: 'metergate_upstream_account_limit_total', help: "Upstream 402s from the operator's key limit or credits, by error.metadata.limit_source ('none' when absent)", labelNames: ['limit_source'], registers: [registry] }),
     lockWait: new client.Histogram({ name: 'metergate_lock_wait_seconds', help: 'Wait for the per-user advisory lock in Postgres', buckets: SECONDS_BUCKETS, registers: [registry] }),
     barrierBusy: new client.Counter({ name: 'metergate_barrier_busy_total', help: 'Calls turned away with 503 because the cost barrier could not be had', labelNames: ['reason'], registers: [registry] }),
     holderLost: new client.Counter({ name: 'metergate_lock_holder_lost_total', help: 'Lock holders whose session ended before COMMIT (cost is saved separately)', registers: [registry] }),
@@ -36,6 +40,11 @@ export function createMetrics(gauges: Gauges) {
     admissions: new client.Counter({ name: 'metergate_admissions_total', help: 'Admission decisions by barrier mode and outcome', labelNames: ['mode', 'outcome'], registers: [registry] }),
     holdOverages: new client.Counter({ name: 'metergate_hold_overages_total', help: 'Settles whose charge exceeded the call\'s hold (charged in full)', registers: [registry] }),
     holdOverage: new client.Counter({ name: 'metergate_hold_overage_nano_total', help: 'Charged beyond the hold, nano-USD', registers: [registry] }),
+    retryPending: new client.Gauge({ name: 'metergate_retry_pending', help: 'Database writes waiting for an in-memory retry, by queue (settle, idempotency_key, hand_off)', labelNames: ['queue'], registers: [registry] }),
+    retryGivenUp: new client.Counter({ name: 'metergate_retry_given_up_total', help: 'In-memory retries and background lookups given up and handed to the reconciler, by queue and reason (attempts, permanent, full)', labelNames: ['queue', 'reason'], registers: [registry] }),
+    costLookupsRunning: new client.Gauge({ name: 'metergate_cost_lookups_running', help: 'Background generation lookups running in this process', registers: [registry] }),
+    clientWriteStalls: new client.Counter({ name: 'metergate_client_write_stalls_total', help: 'Streams cut because the client read nothing for CLIENT_WRITE_STALL_MS_MAX', registers: [registry] }),
+    reconcilerJudging: new client.Gauge({ name: 'metergate_reconciler_judging_heartbeats', help: '1 while this replica takes owners with a stale heartbeat for dead (its own beats have landed unbroken for a lease), else 0', registers: [registry] }),
     idempotency: new client.Counter({ name: 'metergate_idempotency_total', help: 'Idempotency-Key handling by outcome', labelNames: ['outcome'], registers: [registry] }),
   };
   new client.Gauge({ name: 'metergate_barrier_queue_depth', help: 'Callers waiting in this process behind a same-user call', registers: [registry], collect() { this.set(gauges.queueDepth()); } });
@@ -44,18 +53,18 @@ export function createMetrics(gauges: Gauges) {
     name: 'metergate_pool_clients', help: 'Database pool clients by pool and state', labelNames: ['pool', 'state'], registers: [registry],
     collect() { for (const { pool, state, value } of gauges.poolClients()) this.set({ pool, state }, value); },
   });
-  // One query per scrape: the count gauge (registered, so collected, first) also notes the
+  // No query per scrape: the rows come from a snapshot refreshed in the background every
+  // METRICS_REFRESH_MS. The count gauge (registered, so collected, first) also notes the
   // oldest age for the gauge after it.
   let oldestAgeS = 0;
   let oldestByState: Array<{ state: string; oldestAgeS: number; heldNano: bigint }> = [];
   new client.Gauge({
     name: 'metergate_unsettled_requests', help: 'Requests not yet settled, by state (whole database)', labelNames: ['state'], registers: [registry],
-    async collect() {
+    collect() {
       this.reset();
       oldestAgeS = 0;
-      // A scrape while the database is away still answers (the rest of the metrics matter
-      // most then); these gauges are simply left empty for that scrape.
-      const rows = await gauges.unsettled().catch(() => []);
+      // While the database is away the snapshot is empty, and so are these gauges.
+      const rows = gauges.unsettled();
       oldestByState = rows;
       for (const row of rows) {
         this.set({ state: row.state }, row.count);

@@ -14,8 +14,10 @@ import { interruptedResponse } from './idempotency/stored-response.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Heartbeat } from './reconcile/heartbeat.js';
+import { HandOffs } from './reconcile/hand-offs.js';
 import { Reconciler, type Housekeeping } from './reconcile/reconciler.js';
 import type { Services } from './services.js';
+import { UnsettledGauges } from './unsettled-gauges.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
 import { PriceBook } from './holds/price-book.js';
 import { AdmissionBatcher } from './holds/admission-batcher.js';
@@ -70,6 +72,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const address = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   services.reconciler.start();
+  services.unsettledGauges.start();
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${address.port}`, services, server,
@@ -98,13 +101,14 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const { config, log } = options;
   const barrierRef: { current: CostBarrier | null } = { current: null };
   const priceBookRef: { current: PriceBook | null } = { current: null };
+  const unsettledGauges = new UnsettledGauges(() => requests.unsettledSummary(pools.write), config.metricsRefreshMs, log);
   const metrics = createMetrics({
     queueDepth: () => (barrierRef.current?.queued ?? 0) + (servicesRef.current?.admissions.waiting ?? 0),
     pinnedClients: () => barrierRef.current?.pinned ?? 0,
     poolClients: () => [
       ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write),
     ],
-    unsettled: () => requests.unsettledSummary(pools.write),
+    unsettled: () => unsettledGauges.rows(),
     priceBookModels: () => priceBookRef.current?.size ?? 0,
   });
   const barrier = new CostBarrier({
@@ -112,8 +116,9 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     queueWaitMs: config.barrierQueueWaitMs, queueDepthMax: config.barrierQueueDepthMax,
     onLockHeld: (seconds) => metrics.lockHold.observe({ mode: 'serialize' }, seconds),
     // The holder idles in its transaction for the whole upstream call; Postgres ends it only
-    // if this process hangs past the longest call we allow.
-    holdMsMax: config.upstreamDurationMsMax + config.settleTimeoutMs + 30_000,
+    // if this process hangs past the longest call we allow (a write to a slow client may
+    // wait up to its stall limit after the duration limit struck).
+    holdMsMax: config.upstreamDurationMsMax + config.clientWriteStallMsMax + config.settleTimeoutMs + 30_000,
     onLockWait: (seconds) => metrics.lockWait.observe(seconds),
     onHolderLost: (error, userId) => {
       metrics.holderLost.inc();
@@ -124,21 +129,30 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const upstream = new OpenRouterClient(config.openRouterBaseUrl, options.openRouterApiKey, {
     connectionsMax: config.upstreamConnectionsMax, timeoutMs: config.upstreamTimeoutMs, idleTimeoutMs: config.upstreamIdleTimeoutMs,
   });
-  const settler = new Settler(pools.write, metrics, log);
+  const retryLimits = { entriesMax: config.retryEntriesMax, attemptsMax: config.retryAttemptsMax };
+  const handOffs = new HandOffs(pools.write, config.retryEntriesMax, metrics, log);
+  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs);
   const priceBook = new PriceBook(pools.write, upstream, log, {
     refreshIntervalMs: config.priceRefreshMs, reloadIntervalMs: config.priceBookReloadMs, fetchTimeoutMs: config.upstreamTimeoutMs,
   });
   priceBookRef.current = priceBook;
   const costLookup = new CostLookup(upstream, settler, pools.write, metrics, log, {
-    attemptsMax: config.costLookupAttemptsMax, backoffMs: config.costLookupBackoffMs, requestTimeoutMs: config.upstreamTimeoutMs,
+    tasksMax: config.costLookupTasksMax, attemptsMax: config.costLookupAttemptsMax, backoffMs: config.costLookupBackoffMs, requestTimeoutMs: config.upstreamTimeoutMs,
+    callCostMaxNano: config.callCostMaxNano,
   });
-  const heartbeat = new Heartbeat(pools.write, config.replicaId, config.heartbeatIntervalMs, metrics, log);
+  // Beats further apart than this are a break (an outage others may have shared): the lease
+  // less two intervals, so a live replica's staleness after an outage this replica did not
+  // notice stays within the lease.
+  const heartbeatGapMsMax = Math.max(config.replicaLeaseMs - 2 * config.heartbeatIntervalMs, 1.5 * config.heartbeatIntervalMs);
+  const heartbeat = new Heartbeat(pools.write, config.replicaId, config.heartbeatIntervalMs, metrics, log, heartbeatGapMsMax);
   const reconciler = new Reconciler(pools.write, costLookup, settler, housekeeping(config, pools, metrics, log), metrics, log, {
     intervalMs: config.reconcileIntervalMs, leaseMs: config.replicaLeaseMs, batchMax: config.reconcileBatchMax,
     concurrency: config.reconcileConcurrency,
     // One lookup and its settle fit in a claim; a reconciler that dies mid-way frees it after.
     claimMs: config.upstreamTimeoutMs + config.settleTimeoutMs + config.reconcileIntervalMs,
     inFlightMsMax: config.upstreamDurationMsMax + 2 * config.settleTimeoutMs + 60_000,
+    upForMs: () => heartbeat.upForMs(),
+    flushHandOffs: () => handOffs.flush(),
     backoffMs: config.reconcileBackoffMs, backoffMsMax: config.reconcileBackoffMsMax,
     attemptsMax: config.reconcileAttemptsMax, ageMsMax: config.reconcileAgeMsMax,
   });
@@ -150,7 +164,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   const services: Services = {
     config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, priceBook, admissions,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
-    idempotencyWriter: new KeyWriter(metrics, log), heartbeat, reconciler,
+    idempotencyWriter: new KeyWriter(metrics, log, retryLimits), heartbeat, reconciler, unsettledGauges,
     lifecycle: { draining: false, inFlight: 0 },
   };
   servicesRef.current = services;
@@ -165,13 +179,13 @@ function housekeeping(config: Config, pools: Pools, metrics: Metrics, log: Logge
   // this long, so after it the attempt is surely over.
   const orphanAgeMs = Math.max(600_000, config.barrierQueueWaitMs + config.lockTimeoutMs + config.poolAcquireTimeoutMs + 60_000);
   const interrupted = interruptedResponse();
-  return async () => {
+  return async (judgeHeartbeats) => {
     const db = pools.write;
     const expired = await idempotency.deleteExpiredKeys(db, config.reconcileBatchMax);
     const orphans = await idempotency.finishOrphanKeys(db, {
-      leaseMs: config.replicaLeaseMs, orphanAgeMs, interrupted, limit: config.reconcileBatchMax,
+      leaseMs: config.replicaLeaseMs, orphanAgeMs, interrupted, limit: config.reconcileBatchMax, judgeHeartbeats,
     });
-    const silent = await replicas.deleteSilentReplicas(db, SILENT_REPLICA_ROW_MS);
+    const silent = judgeHeartbeats ? await replicas.deleteSilentReplicas(db, SILENT_REPLICA_ROW_MS) : 0;
     if (orphans.released > 0) metrics.idempotency.inc({ outcome: 'orphan_released' }, orphans.released);
     if (orphans.interrupted > 0) metrics.idempotency.inc({ outcome: 'orphan_interrupted' }, orphans.interrupted);
     if (expired + orphans.released + orphans.interrupted + silent > 0) {
@@ -204,8 +218,12 @@ async function shutdown(services: Services, server: Server, deadlineMs: number):
   await reconcilerStopped;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections();
-  // Cut streams end as client_closed: upstream aborted, the partial cost settled.
-  await waitForCalls(services, Date.now() + Math.min(services.config.settleTimeoutMs, 5_000));
+  // Cut streams end as client_closed: upstream aborted, the partial cost settled. A
+  // non-streaming call goes on (its generation runs to the end upstream and is billed in
+  // full; aborting it would lose the id): it is waited for, up to its own duration limit, while
+  // the heartbeat, settler and pools are still up, so its settle lands before they stop.
+  await waitForCalls(services, Date.now() + services.config.upstreamDurationMsMax + services.config.settleTimeoutMs);
+  if (services.lifecycle.inFlight > 0) services.log.error({ inFlight: services.lifecycle.inFlight }, 'calls still running past their duration limit at shutdown; the reconciler settles them');
   await closed;
   services.costLookup.handOff();
   await services.costLookup.drain(Math.max(left(), 1_000));
@@ -217,6 +235,7 @@ async function shutdown(services: Services, server: Server, deadlineMs: number):
   services.idempotencyWriter.stop();
   services.priceBook.stop();
   await services.heartbeat.stop();
+  services.unsettledGauges.stop();
   await services.upstream.close();
   await services.pools.end();
 }

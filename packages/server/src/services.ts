@@ -5,6 +5,7 @@ import type { KeyCache } from './auth/key-cache.js';
 import type { KeyWriter } from './idempotency/key-writer.js';
 import type { Heartbeat } from './reconcile/heartbeat.js';
 import type { Reconciler } from './reconcile/reconciler.js';
+import type { UnsettledGauges } from './unsettled-gauges.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -32,6 +33,8 @@ export interface Services {
   readonly idempotencyWriter: KeyWriter;
   readonly heartbeat: Heartbeat;
   readonly reconciler: Reconciler;
+  /** The database-wide gauges, refreshed by a timer rather than per scrape. */
+  readonly unsettledGauges: UnsettledGauges;
   readonly migrations: readonly Migration[];
   /** Set while shutting down: readiness fails and new metered calls are refused. */
   readonly lifecycle: { draining: boolean; inFlight: number };

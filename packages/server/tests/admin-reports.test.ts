@@ -75,7 +75,7 @@ QUnit.module('admin reporting API', (hooks) => {
     const bySpend = await allPages<Entry>(stack, '/admin/users?sort=spend&order=desc&limit=3');
     const spends = bySpend.map((u) => BigInt((u.spend_usd as string).replace('.', '')));
     assert.true(spends.every((s, i) => i === 0 || spends[i - 1]! >= s), 'descending spend');
-    assert.deepEqual(Object.keys(bySpend[0]!), ['id', 'balance_usd', 'total_credits_usd', 'total_usage_usd', 'created_at', 'spend_usd', 'multiplier']);
+    assert.deepEqual(Object.keys(bySpend[0]!), ['id', 'balance_usd', 'held_usd', 'available_usd', 'total_credits_usd', 'total_usage_usd', 'created_at', 'spend_usd', 'multiplier']);
   });
 
   QUnit.test('GET /admin/requests: unsettled and failed requests for support, newest first, paged', async (assert) => {
@@ -95,7 +95,7 @@ QUnit.module('admin reporting API', (hooks) => {
     const settled = await allPages<Entry>(stack, '/admin/requests?state=settled&limit=6');
     assert.strictEqual(settled.length, 40);
     assert.true(settled.every((r, i) => i === 0 || (settled[i - 1]!.started_at as string) >= (r.started_at as string)), 'newest first');
-    assert.deepEqual(Object.keys(settled[0]!), ['id', 'user_id', 'replica_id', 'model', 'state', 'generation_id', 'cost_usd', 'reason', 'lookup_attempts', 'started_at', 'settled_at']);
+    assert.deepEqual(Object.keys(settled[0]!), ['id', 'user_id', 'replica_id', 'model', 'state', 'generation_id', 'cost_usd', 'hold_usd', 'reason', 'lookup_attempts', 'started_at', 'settled_at']);
   });
 
   QUnit.test('every bad query parameter is a 400 in OpenAI shape naming the parameter; no token is a 401', async (assert) => {

@@ -6,7 +6,8 @@ function entry(overrides: Partial<LedgerEntry>): LedgerEntry {
   return {
     id: '7', userId: 'alice', kind: 'usage', amountNano: -123n, upstreamCostNano: 100n, multiplierPpm: 1_230_000n,
     balanceAfterNano: -5n, requestId: '00000000-0000-4000-8000-000000000001', generationId: 'gen-1', model: 'openai/gpt-4o',
-    promptTokens: 3, completionTokens: 4, note: null, createdAt: new Date(Date.UTC(2025, 0, 2, 3, 4, 5)), ...overrides,
+    promptTokens: 3, completionTokens: 4, note: null, createdAt: new Date(Date.UTC(2025, 0, 2, 3, 4, 5)),
+    requestedModel: null, provider: 'OpenAI', isByok: false, ...overrides,
   };
 }
 
@@ -26,6 +27,9 @@ QUnit.module('ledger CSV rows', () => {
     const tab = fields(entry({ kind: 'adjustment', note: '\t=1', model: null, generationId: null, requestId: null }));
     assert.strictEqual(tab.note, `'\t=1`, 'a tab before a formula too (and the field is quoted for its edge space)');
     assert.strictEqual(tab.model, '', 'null stays empty');
+    const upstreamText = fields(entry({ provider: '=cmd', requestedModel: '-x', isByok: true }));
+    assert.deepEqual([upstreamText.provider, upstreamText.requested_model, upstreamText.is_byok], [`'=cmd`, `'-x`, 'true'],
+      'provider and requested model are free text too; is_byok a plain boolean');
   });
 
   QUnit.test('ordinary text is written as it is, quoted only where RFC 4180 needs it', (assert) => {

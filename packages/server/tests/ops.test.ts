@@ -84,16 +84,18 @@ QUnit.module('ops', (hooks) => {
     for (const base of ['/v1', '/api/v1']) {
       const response = await fetch(`${stack.url}${base}/credits`, { headers: { authorization: `Bearer ${key}` } });
       assert.strictEqual(response.status, 200);
-      const body = await response.json() as { data: { total_credits: number; total_usage: number } };
+      const body = await response.json() as { data: { total_credits: number; total_usage: number; total_held: number; available: number } };
       assert.deepEqual(Object.keys(body), ['data']);
-      assert.deepEqual(Object.keys(body.data).sort(), ['total_credits', 'total_usage']);
+      assert.deepEqual(Object.keys(body.data).sort(), ['available', 'total_credits', 'total_held', 'total_usage'], "OpenRouter's two fields, plus holds and what is available");
+      assert.strictEqual(body.data.total_held, 0, 'nothing held once every call settled');
+      assert.strictEqual(body.data.available, Number(formatNano(3_250_000_000n - usageNano)), 'available = balance − held');
       assert.strictEqual(body.data.total_credits, 3.25);
       assert.strictEqual(typeof body.data.total_usage, 'number');
       assert.strictEqual(body.data.total_usage, Number(formatNano(usageNano)), 'usage as the nearest double');
     }
     const other = await stack.createUser('ops-other', '1.5');
     const mine = await (await fetch(`${stack.url}/v1/credits`, { headers: { authorization: `Bearer ${other}` } })).json();
-    assert.deepEqual(mine, { data: { total_credits: 1.5, total_usage: 0 } }, 'each caller sees its own');
+    assert.deepEqual(mine, { data: { total_credits: 1.5, total_usage: 0, total_held: 0, available: 1.5 } }, 'each caller sees its own');
   });
 
   QUnit.test("GET /v1/models relays the upstream's list and caches it", async (assert) => {

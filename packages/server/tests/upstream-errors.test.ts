@@ -58,6 +58,39 @@ QUnit.module('upstream errors', (hooks) => {
     assertNano(assert, await ledgerUsageNano(stack.db.pool, user), 0n);
   });
 
+  // Only the in-flight budget is worth a retry. The operator's key limit or credit running out
+  // stays until the operator acts: a 503 with Retry-After would have every client hammer it.
+  const ACCOUNT_LIMITS: Array<{ what: string; metadata?: Record<string, unknown>; source: string }> = [
+    { what: "the operator key's limit", metadata: { limit_source: 'key' }, source: 'key' },
+    { what: "the operator's credits (no limit_source)", source: 'none' },
+    { what: 'an unknown limit_source', metadata: { limit_source: 'account' }, source: 'account' },
+  ];
+  ACCOUNT_LIMITS.forEach(({ what, metadata, source }, index) => {
+    QUnit.test(`upstream 402 from ${what}: our 502 upstream_account_limit, no Retry-After, counted for alerting`, async (assert) => {
+      const user = `account-limit-${index}`;
+      const key = await stack.createUser(user);
+      const metricValue = async () => {
+        const text = await (await fetch(`${stack.url}/metrics`)).text();
+        const line = text.split('\n').find((l) => l.startsWith(`metergate_upstream_account_limit_total{limit_source="${source}"} `));
+        return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+      };
+      const before = await metricValue();
+      for (const stream of [false, true]) {
+        const response = await chat(stack, key, {
+          model: 'openai/gpt-4o', stream, messages: messages(),
+          sim: { error_before: { status: 402, message: 'Insufficient credits', ...(metadata === undefined ? {} : { metadata }), retry_after_s: 9 } },
+        });
+        assert.strictEqual(response.headers.get('retry-after'), null, 'not retryable: no Retry-After');
+        const error = await assertOpenAiError(assert, response, 502, 'upstream_account_limit');
+        assert.false(String(error.message).includes('402'), 'no hint that the user is out of credit');
+        assert.strictEqual(await settledState(stack, requestIdOf(response)), 'failed');
+      }
+      assert.strictEqual(await metricValue(), before + 2, 'metergate_upstream_account_limit_total counts both');
+      await assertBooks(assert, stack, user);
+      assertNano(assert, await ledgerUsageNano(stack.db.pool, user), 0n);
+    });
+  });
+
   QUnit.test('upstream 401 (operator key refused): our 502, not a 401 that blames the user key', async (assert) => {
     const key = await stack.createUser('upstream-401');
     const response = await chat(stack, key, { model: 'openai/gpt-4o', messages: messages(), sim: { error_before: { status: 401 } } });

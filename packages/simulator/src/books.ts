@@ -15,6 +15,7 @@ export interface Generation {
 export interface Outcome {
   completionTokens: number;
   costNano: bigint;
+  upstreamInferenceNano: bigint | null;
   finishReason: FinishReason;
   cancelled: boolean;
 }
@@ -27,6 +28,7 @@ export interface OpenArgs {
   stream: boolean;
   promptTokens: number;
   lookup404Ms: number;
+  isByok: boolean;
 }
 
 /** The simulator's books: every accepted generation, in order of arrival. */
@@ -39,7 +41,7 @@ export class Books {
   open(args: OpenArgs): Generation {
     const record: GenerationRecord = {
       id: args.id, model: args.model, user: args.user, stream: args.stream,
-      promptTokens: args.promptTokens, completionTokens: 0, costNano: 0n, cancelled: false,
+      promptTokens: args.promptTokens, completionTokens: 0, costNano: 0n, isByok: args.isByok, upstreamInferenceNano: null, cancelled: false,
       finishReason: null, startedAtMs: nowMs(), endedAtMs: null, state: 'running',
     };
     const generation: Generation = {

@@ -34,6 +34,7 @@ function openRun(deps: ChatDeps, request: ChatRequest): ChatRun {
     stream: request.stream,
     promptTokens: request.promptTokens,
     lookup404Ms: request.steering.lookup404Ms ?? deps.lookup404Ms,
+    isByok: request.steering.byok,
   });
   return { request, generation, books: deps.books, created: Math.floor(Date.now() / 1000) };
 }

@@ -13,7 +13,8 @@ export interface ControlDeps {
 
 /** JSON cannot carry bigint: costNano travels as a decimal string. */
 export function recordJson(record: GenerationRecord): Record<string, unknown> {
-  return { ...record, costNano: record.costNano.toString() };
+  const upstreamInferenceNano = record.upstreamInferenceNano === null ? null : record.upstreamInferenceNano.toString();
+  return { ...record, costNano: record.costNano.toString(), upstreamInferenceNano };
 }
 
 export function handleControl(deps: ControlDeps, method: string, path: string, res: ServerResponse): void {

@@ -17,14 +17,16 @@ function lookupData(generation: Generation): Record<string, unknown> {
   const { record } = generation;
   const endedAtMs = record.endedAtMs ?? record.startedAtMs;
   const firstTokenAtMs = generation.firstTokenAtMs ?? endedAtMs;
-  const totalCost = usdNumber(record.costNano);
+  // With BYOK OpenRouter's total_cost is only its fee; the provider's charge is apart.
+  const upstreamNano = record.upstreamInferenceNano;
+  const totalCost = usdNumber(record.costNano - (upstreamNano ?? 0n));
   return {
     id: record.id,
     model: record.model,
     total_cost: totalCost,
     usage: totalCost,
-    upstream_inference_cost: null,
-    is_byok: false,
+    upstream_inference_cost: upstreamNano === null ? null : usdNumber(upstreamNano),
+    is_byok: record.isByok,
     tokens_prompt: record.promptTokens,
     tokens_completion: record.completionTokens,
     native_tokens_prompt: record.promptTokens,

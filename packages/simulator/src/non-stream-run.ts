@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { settleGeneration, usageObject } from './billing.js';
+import { settleGeneration, usageObject, type Charge } from './billing.js';
 import { stopPoint, type ChatRun } from './chat-run.js';
 import { completionBody } from './chunks.js';
 import { nowMs, sleep } from './clock.js';
@@ -7,7 +7,7 @@ import { completionText } from './lorem.js';
 import { sendJson } from './respond.js';
 import type { FinishReason } from './types.js';
 
-function settle(run: ChatRun, completionTokens: number, finishReason: FinishReason, cancelled = false): bigint {
+function settle(run: ChatRun, completionTokens: number, finishReason: FinishReason, cancelled = false): Charge {
   const { books, generation, request } = run;
   return settleGeneration(books, generation, request.model, { completionTokens, finishReason, cancelled });
 }
@@ -35,10 +35,10 @@ export async function runNonStream(run: ChatRun, res: ServerResponse): Promise<v
     return;
   }
   const finishReason = end.reason === 'error' ? 'error' : run.request.plannedFinish;
-  const costNano = settle(run, end.tokens, finishReason);
+  const charge = settle(run, end.tokens, finishReason);
   const withUsage = end.reason !== 'error' || steering.usageOnError;
   const usage = withUsage
-    ? usageObject(promptTokens, end.tokens, costNano, !steering.omitUsage)
+    ? usageObject(promptTokens, end.tokens, charge, !steering.omitUsage)
     : undefined;
   const body = completionBody(run, completionText(end.tokens), finishReason, usage);
   sendJson(res, 200, body, { 'X-Generation-Id': run.generation.record.id });

@@ -26,6 +26,8 @@ export interface Steering {
   lookup404Ms: number | null;
   splitWrites: boolean;
   commentEveryTokens: number;
+  /** Bring-your-own-key: usage.cost is only OpenRouter's fee, the provider's charge is apart. */
+  byok: boolean;
 }
 
 export const STEERING_LIMITS = {
@@ -113,5 +115,6 @@ export function resolveSteering(defaults: unknown, sim: unknown): Steering {
     lookup404Ms: int(raw, 'lookup_404_ms', 0, delayMaxMs),
     splitWrites: bool(raw, 'split_writes', false),
     commentEveryTokens: int(raw, 'comment_every_tokens', 0, completionTokensMax) ?? 0,
+    byok: bool(raw, 'byok', false),
   };
 }

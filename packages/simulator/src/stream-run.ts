@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { settleGeneration, usageObject } from './billing.js';
+import { settleGeneration, usageObject, type Charge } from './billing.js';
 import { stopPoint, type ChatRun } from './chat-run.js';
 import { contentChunk, errorChunk, finishChunk, usageChunk } from './chunks.js';
 import { nextTurn, nowMs, sleep } from './clock.js';
@@ -62,7 +62,7 @@ async function emitTokens(run: ChatRun, writer: SseWriter, count: number): Promi
   return produced;
 }
 
-function settle(run: ChatRun, completionTokens: number, finishReason: FinishReason, cancelled = false): bigint {
+function settle(run: ChatRun, completionTokens: number, finishReason: FinishReason, cancelled = false): Charge {
   const { books, generation, request } = run;
   return settleGeneration(books, generation, request.model, { completionTokens, finishReason, cancelled });
 }
@@ -70,8 +70,8 @@ function settle(run: ChatRun, completionTokens: number, finishReason: FinishReas
 /** The normal end: finish chunk, usage (separate or on the finish chunk), [DONE]. */
 async function finishNormally(run: ChatRun, writer: SseWriter, produced: number): Promise<void> {
   const { steering, plannedFinish, promptTokens } = run.request;
-  const costNano = settle(run, produced, plannedFinish);
-  const usage = usageObject(promptTokens, produced, costNano);
+  const charge = settle(run, produced, plannedFinish);
+  const usage = usageObject(promptTokens, produced, charge);
   if (steering.omitUsage) {
     await writer.data(finishChunk(run, plannedFinish));
   } else if (steering.usageInLastChoiceChunk) {
@@ -85,8 +85,8 @@ async function finishNormally(run: ChatRun, writer: SseWriter, produced: number)
 
 async function finishWithError(run: ChatRun, writer: SseWriter, produced: number): Promise<void> {
   const { steering, promptTokens } = run.request;
-  const costNano = settle(run, produced, 'error');
-  const usage = steering.usageOnError ? usageObject(promptTokens, produced, costNano) : undefined;
+  const charge = settle(run, produced, 'error');
+  const usage = steering.usageOnError ? usageObject(promptTokens, produced, charge) : undefined;
   await writer.finish(errorChunk(run, usage));
 }
 

@@ -26,6 +26,12 @@ export interface SimSteering {
   lookup_404_ms?: number | null;
   split_writes?: boolean;
   comment_every_tokens?: number;
+  /**
+   * Bring-your-own-key: `usage.is_byok` true, `usage.cost` (and /generation's `total_cost`) only
+   * OpenRouter's fee (5 % of the provider's charge, rounded up to a nano-USD), the provider's
+   * charge in `cost_details.upstream_inference_cost` (and /generation's `upstream_inference_cost`).
+   */
+  byok?: boolean;
 }
 
 export interface SimulatorOptions {
@@ -52,8 +58,15 @@ export interface GenerationRecord {
   promptTokens: number;
   /** Completion tokens generated and billed (for a cancelled stream: written before the close). */
   completionTokens: number;
-  /** What was billed, in nano-USD; 0n while running. */
+  /**
+   * What the generation cost in all, in nano-USD; 0n while running. With BYOK that is the
+   * provider's charge plus OpenRouter's fee: what a proxy must bill.
+   */
   costNano: bigint;
+  /** Bring-your-own-key generation (steering `byok`). */
+  isByok: boolean;
+  /** With BYOK, the provider's part of costNano (the rest is OpenRouter's fee); else null. */
+  upstreamInferenceNano: bigint | null;
   cancelled: boolean;
   finishReason: FinishReason;
   /** performance.timeOrigin + performance.now() when the request was accepted. */

@@ -303,6 +303,76 @@ QUnit.module('simulator', (hooks) => {
     assert.strictEqual(unknown.status, 404);
   });
 
+  // The official @openrouter/sdk rejects a usage object whose cost_details lacks the prompt and
+  // completions split, so every usage the simulator sends carries both, as numbers.
+  QUnit.test('usage.cost_details always carries the prompt and completions split as numbers', async (assert) => {
+    const bodies: Chunk[] = [];
+    const json = await chat(sim, { model: 'openai/gpt-4o', messages: userMessages('abcd'), sim: { completion_tokens: 3 } });
+    bodies.push(((await json.json()) as Chunk)['usage']);
+    const stream = await chat(sim, { model: 'openai/gpt-4o', messages: userMessages('abcd'), stream: true, sim: { completion_tokens: 3 } });
+    const { events } = await readSse(stream);
+    bodies.push(jsonOf(events.at(-2))['usage']);
+    const mid = await chat(sim, { model: 'openai/gpt-4o', messages: userMessages('abcd'), stream: true, sim: { error_after_tokens: 0, usage_on_error: true } });
+    bodies.push(jsonOf((await readSse(mid)).events.at(-1))['usage']);
+    for (const [index, usage] of bodies.entries()) {
+      const details = usage['cost_details'];
+      assert.strictEqual(typeof details.upstream_inference_prompt_cost, 'number', `${index}: prompt cost is a number`);
+      assert.strictEqual(typeof details.upstream_inference_completions_cost, 'number', `${index}: completions cost is a number`);
+      assert.strictEqual(details.upstream_inference_cost, null, `${index}: null unless BYOK`);
+    }
+    assert.strictEqual(bodies[0]!['cost_details'].upstream_inference_prompt_cost, 0.0000025, '1 prompt token of gpt-4o');
+    assert.strictEqual(bodies[0]!['cost_details'].upstream_inference_completions_cost, 0.00003, '3 completion tokens');
+    assert.deepEqual([bodies[2]!['cost_details'].upstream_inference_prompt_cost, bodies[2]!['cost_details'].upstream_inference_completions_cost], [0, 0], 'nothing billed, nothing split');
+  });
+
+  QUnit.test('byok: cost is the fee only, the provider charge is upstream_inference_cost; books hold their sum', async (assert) => {
+    const price = await pricesOf(sim, 'anthropic/claude-sonnet-4');
+    const providerNano = 2n * price.prompt + 4n * price.completion; // 'abcdefgh' = 2 prompt tokens
+    const feeNano = (providerNano * 5n + 99n) / 100n; // 5 %, rounded up to a nano
+    const json = await chat(sim, { model: 'anthropic/claude-sonnet-4', messages: userMessages('abcdefgh'), user: 'byok', sim: { completion_tokens: 4, byok: true } });
+    const usage = ((await json.json()) as Chunk)['usage'];
+    assert.strictEqual(usage.is_byok, true);
+    assert.strictEqual(BigInt(Math.round(usage.cost * 1e9)), feeNano, 'cost = the fee');
+    assert.strictEqual(BigInt(Math.round(usage.cost_details.upstream_inference_cost * 1e9)), providerNano, 'the provider charge');
+    assert.strictEqual(BigInt(Math.round(usage.cost_details.upstream_inference_prompt_cost * 1e9)), 2n * price.prompt);
+    assert.strictEqual(BigInt(Math.round(usage.cost_details.upstream_inference_completions_cost * 1e9)), 4n * price.completion);
+    const stream = await chat(sim, { model: 'anthropic/claude-sonnet-4', messages: userMessages('abcdefgh'), user: 'byok', stream: true, sim: { completion_tokens: 4, byok: true } });
+    const { events } = await readSse(stream);
+    const streamed = jsonOf(events.at(-2));
+    assert.strictEqual(streamed['usage'].is_byok, true);
+    assert.strictEqual(streamed['usage'].cost, usage.cost);
+    assert.strictEqual(streamed['usage'].cost_details.upstream_inference_cost, usage.cost_details.upstream_inference_cost);
+    const [first, second] = sim.generations();
+    for (const record of [first!, second!]) {
+      assert.strictEqual(record.isByok, true);
+      assert.strictEqual(record.upstreamInferenceNano, providerNano);
+      assert.strictEqual(record.costNano, providerNano + feeNano, 'the books: what the call cost in all');
+    }
+    assert.strictEqual(sim.billedNano({ user: 'byok' }), 2n * (providerNano + feeNano));
+    await delay(150);
+    const found = await fetch(`${sim.url}/generation?id=${first!.id}`, { headers: authHeaders() });
+    const { data } = (await found.json()) as Chunk;
+    assert.strictEqual(data.is_byok, true);
+    assert.strictEqual(BigInt(Math.round(data.total_cost * 1e9)), feeNano, '/generation total_cost = the fee');
+    assert.strictEqual(BigInt(Math.round(data.upstream_inference_cost * 1e9)), providerNano, '/generation upstream_inference_cost');
+    const plain = await fetch(`${sim.url}/generation?id=${first!.id}`.replace(first!.id, second!.id), { headers: authHeaders() });
+    assert.strictEqual(((await plain.json()) as Chunk)['data'].model, 'anthropic/claude-sonnet-4');
+    const control = (await (await fetch(`${sim.url}/__sim/generations`)).json()) as Chunk;
+    assert.strictEqual(control['data'][0].upstreamInferenceNano, providerNano.toString(), 'control JSON carries it as text');
+    const bad = await chat(sim, { messages: userMessages(), sim: { byok: 'yes' } });
+    assert.strictEqual(bad.status, 400);
+  });
+
+  QUnit.test('the served model and provider are in every chunk and body, also with only `models`', async (assert) => {
+    const json = await chat(sim, { models: ['meta-llama/llama-3.1-8b-instruct', 'openai/gpt-4o'], messages: userMessages() });
+    const body = (await json.json()) as Chunk;
+    assert.deepEqual([body['model'], body['provider']], ['meta-llama/llama-3.1-8b-instruct', 'DeepInfra']);
+    const stream = await chat(sim, { models: ['perplexity/sonar'], messages: userMessages(), stream: true, sim: { completion_tokens: 2 } });
+    const data = (await readSse(stream)).events.filter((e) => e.kind === 'data' && e.data !== '[DONE]');
+    assert.true(data.length >= 3);
+    for (const event of data) assert.deepEqual([jsonOf(event)['model'], jsonOf(event)['provider']], ['perplexity/sonar', 'Perplexity']);
+  });
+
   QUnit.test('error_before: HTTP status, Retry-After, metadata, nothing billed', async (assert) => {
     const metadata = { limit_source: 'openrouter_in_flight_budget' };
     const res = await chat(sim, {

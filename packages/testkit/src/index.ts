@@ -8,3 +8,4 @@ export * from './embedded-cluster.js';
 export * from './nginx.js';
 export * from './tcp-proxy.js';
 export * from './csv.js';
+export * from './pgbouncer.js';

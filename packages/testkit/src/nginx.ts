@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from './cluster.js';
+import { waitForPort } from './port.js';
 import { REPO_ROOT } from './replica.js';
 
 /** The deployment's nginx config: the tests run this very file, with places rewritten. */
@@ -115,7 +115,7 @@ export async function startNginx(replicaUrls: string[], startTimeoutMs = 10_000)
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    await waitForPort(port, startTimeoutMs, () => child.exitCode !== null || child.signalCode !== null);
+    await waitForPort(port, startTimeoutMs, () => child.exitCode !== null || child.signalCode !== null, 'nginx');
   } catch (error) {
     const log = await errorLog();
     await stop();
@@ -126,22 +126,4 @@ export async function startNginx(replicaUrls: string[], startTimeoutMs = 10_000)
     accessLog: () => readFile(path.join(dir, 'access.log'), 'utf8').catch(() => ''),
     stop,
   };
-}
-
-async function waitForPort(port: number, timeoutMs: number, gone: () => boolean): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (gone()) throw new Error('nginx exited');
-    if (await canConnect(port)) return;
-    if (Date.now() > until) throw new Error(`port ${port} not accepting after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => { socket.destroy(); resolve(true); });
-    socket.once('error', () => resolve(false));
-  });
 }

@@ -114,6 +114,8 @@ export interface OrphanKeyOptions {
   /** What a retry is answered when the owner died after the upstream was called. */
   interrupted: StoredResponse;
   limit: number;
+  /** Whether a heartbeat older than the lease counts as a dead owner (see ClaimOptions). */
+  judgeHeartbeats: boolean;
 }
 
 /**
@@ -123,7 +125,9 @@ export interface OrphanKeyOptions {
  *   (or for longer than orphanAgeMs): released, so a retry runs;
  * - the owner replica is gone and the request reached the upstream (any state but failed: it
  *   may have been charged, and the reconciler settles it): done, with the `interrupted` answer,
- *   so a retry never charges twice.
+ *   so a retry never charges twice;
+ * - the request was settled or unresolved more than orphanAgeMs ago and the key still runs (its
+ *   live owner gave up writing it): done, with the `interrupted` answer.
  */
 export async function finishOrphanKeys(db: Queryable, options: OrphanKeyOptions): Promise<{ released: number; interrupted: number }> {
   const released = await db.query(
@@ -135,10 +139,11 @@ export async function finishOrphanKeys(db: Queryable, options: OrphanKeyOptions)
          where k2.state = 'running'
            and (r.state = 'failed'
                 or (r.id is null and (k2.created_at < now() - $2::integer * interval '1 millisecond'
-                                      or p.id is null or p.heartbeat_at < now() - $1::integer * interval '1 millisecond'
+                                      or p.id is null
+                                      or ($4::boolean and p.heartbeat_at < now() - $1::integer * interval '1 millisecond')
                                       or k2.created_at < p.started_at)))
          limit $3::integer)`,
-    [options.leaseMs, options.orphanAgeMs, options.limit],
+    [options.leaseMs, options.orphanAgeMs, options.limit, options.judgeHeartbeats],
   );
   const interrupted = await db.query(
     `update idempotency_keys k
@@ -149,10 +154,13 @@ export async function finishOrphanKeys(db: Queryable, options: OrphanKeyOptions)
           join requests r on r.id = k2.request_id
           left join replicas p on p.id = k2.replica_id
          where k2.state = 'running' and r.state <> 'failed'
-           and (p.id is null or p.heartbeat_at < now() - $1::integer * interval '1 millisecond'
-                or k2.created_at < p.started_at)
+           and (p.id is null or ($6::boolean and p.heartbeat_at < now() - $1::integer * interval '1 millisecond')
+                or k2.created_at < p.started_at
+                -- its request closed long ago: the owner's key write was given up
+                or (r.state in ('settled', 'unresolved') and r.updated_at < now() - $7::integer * interval '1 millisecond'))
          limit $2::integer)`,
-    [options.leaseMs, options.limit, options.interrupted.status, JSON.stringify(options.interrupted.headers), options.interrupted.body],
+    [options.leaseMs, options.limit, options.interrupted.status, JSON.stringify(options.interrupted.headers), options.interrupted.body,
+      options.judgeHeartbeats, options.orphanAgeMs],
   );
   return { released: released.rowCount ?? 0, interrupted: interrupted.rowCount ?? 0 };
 }

@@ -15,21 +15,29 @@ export interface LedgerEntry {
   balanceAfterNano: bigint;
   requestId: string | null;
   generationId: string | null;
+  /** Usage: the model that served the call (else the one asked for); see migrations/0008. */
   model: string | null;
   promptTokens: number | null;
   completionTokens: number | null;
   note: string | null;
   createdAt: Date;
+  /** Usage settled since 0008: the model the client asked for (null: only `models`, or none). */
+  requestedModel: string | null;
+  /** Usage settled since 0008: the upstream provider that served, when the upstream named it. */
+  provider: string | null;
+  /** Usage settled since 0008: a bring-your-own-key call; null before 0008 and on credits. */
+  isByok: boolean | null;
 }
 
 export interface RawEntry {
   id: string; user_id: string; kind: LedgerKind; amount_nano: string; upstream_cost_nano: string | null;
   multiplier_ppm: string | null; balance_after_nano: string; request_id: string | null; generation_id: string | null;
   model: string | null; prompt_tokens: number | null; completion_tokens: number | null; note: string | null; created_at: Date;
+  requested_model: string | null; provider: string | null; is_byok: boolean | null;
 }
 
 export const LEDGER_COLUMNS = `id, user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
-  request_id, generation_id, model, prompt_tokens, completion_tokens, note, created_at`;
+  request_id, generation_id, model, prompt_tokens, completion_tokens, note, created_at, requested_model, provider, is_byok`;
 
 export function toLedgerEntry(row: RawEntry): LedgerEntry {
   return {
@@ -47,6 +55,9 @@ export function toLedgerEntry(row: RawEntry): LedgerEntry {
     completionTokens: row.completion_tokens,
     note: row.note,
     createdAt: row.created_at,
+    requestedModel: row.requested_model,
+    provider: row.provider,
+    isByok: row.is_byok,
   };
 }
 
@@ -82,6 +93,11 @@ export interface UsageSettlement {
   generationId: string | null;
   promptTokens: number | null;
   completionTokens: number | null;
+  /** The model that served (response or /generation); null: the requested model is recorded. */
+  servedModel?: string | null;
+  provider?: string | null;
+  /** Bring-your-own-key call (upstreamCostNano is then OpenRouter's fee + the provider's charge). */
+  isByok?: boolean | null;
 }
 
 /** One rollup: its table, its key columns, and the key values computed from the new entry `e`. */
@@ -149,9 +165,12 @@ const SETTLE_SQL = `
     returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id),
   entry as (
     insert into ledger_entries (user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
-                                request_id, generation_id, model, prompt_tokens, completion_tokens)
+                                request_id, generation_id, model, prompt_tokens, completion_tokens,
+                                requested_model, provider, is_byok)
     select id, 'usage', -charged_nano, $2::bigint, multiplier_ppm, balance_nano,
-           $1::uuid, generation_id, model, $4::integer, $5::integer
+           $1::uuid, generation_id, coalesce($8::text, model), $4::integer, $5::integer,
+           -- 0008: the ledger (and so every rollup and report) keys by the SERVED model.
+           model, $9::text, $10::boolean
       from account
     returning ${LEDGER_COLUMNS}),
   ${ROLLUPS.map(rollupCte).join(',\n  ')}
@@ -180,6 +199,8 @@ export async function settleUsage(
   const result = await db.query<RawEntry & { released_hold_nano: string }>(SETTLE_SQL, [
     usage.requestId, usage.upstreamCostNano.toString(), usage.generationId, usage.promptTokens, usage.completionTokens,
     by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
+    // 0008 (served model, provider, BYOK), after 0007's states and note:
+    usage.servedModel ?? null, usage.provider ?? null, usage.isByok ?? null,
   ]);
   const row = result.rows[0];
   return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };

@@ -541,6 +541,9 @@ function encodeUserCursor(sort: UserListQuery['sort'], row: RawUserRow): string 
   return Buffer.from(JSON.stringify([sort, value, row.id])).toString('base64url');
 }
 
+/** The users.id check constraint (migration 0001). */
+const CURSOR_USER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/;
+
 function decodeUserCursor(sort: UserListQuery['sort'], cursor: string): { value: string | null; id: string } {
   let decoded: unknown;
   try {
@@ -551,7 +554,8 @@ function decodeUserCursor(sort: UserListQuery['sort'], cursor: string): { value:
   if (!Array.isArray(decoded) || decoded.length !== 3) throw new ReportQueryError('cursor', 'cursor must be a next_cursor value from a previous page');
   const [cursorSort, value, id] = decoded as unknown[];
   const validValue = value === null || (typeof value === 'string' && /^-?\d{1,19}$/.test(value));
-  if (typeof id !== 'string' || !validValue) throw new ReportQueryError('cursor', 'cursor must be a next_cursor value from a previous page');
+  // The id goes to Postgres as text: it must be a user id (no NUL, nothing a user id cannot be).
+  if (typeof id !== 'string' || !CURSOR_USER_ID_RE.test(id) || !validValue) throw new ReportQueryError('cursor', 'cursor must be a next_cursor value from a previous page');
   if (cursorSort !== sort || (USER_SORT_COLUMN[sort] === null) !== (value === null)) {
     throw new ReportQueryError('cursor', `this cursor belongs to a listing sorted by ${String(cursorSort)}, not ${sort}`);
   }

@@ -267,6 +267,12 @@ export interface ClaimOptions {
    * settling): an older in_flight row of a live replica was lost track of, and is taken too.
    */
   inFlightMsMax: number;
+  /**
+   * Whether a heartbeat older than the lease may count as a dead owner: false while the
+   * caller cannot tell a dead replica from one that could not reach the database either (just
+   * after an outage). Then only explicit signs count: no row, a restart, age.
+   */
+  judgeHeartbeats: boolean;
 }
 
 /**
@@ -284,7 +290,7 @@ export async function claimForReconcile(db: Queryable, options: ClaimOptions): P
   }>(
     `with due as (
        select r.id,
-              coalesce(p.heartbeat_at >= now() - $1::integer * interval '1 millisecond'
+              coalesce((not $5::boolean or p.heartbeat_at >= now() - $1::integer * interval '1 millisecond')
                        and r.started_at >= p.started_at, false) as owner_alive
          from requests r
          left join replicas p on p.id = r.replica_id
@@ -292,7 +298,7 @@ export async function claimForReconcile(db: Queryable, options: ClaimOptions): P
           and (r.next_lookup_at is null or r.next_lookup_at <= now())
           and (r.state <> 'unresolved' or r.next_lookup_at is not null)
           and (r.state <> 'in_flight'
-               or p.id is null or p.heartbeat_at < now() - $1::integer * interval '1 millisecond'
+               or p.id is null or ($5::boolean and p.heartbeat_at < now() - $1::integer * interval '1 millisecond')
                -- started by an earlier process under the same replica id
                or r.started_at < p.started_at
                or r.started_at < now() - $4::integer * interval '1 millisecond')
@@ -307,7 +313,7 @@ export async function claimForReconcile(db: Queryable, options: ClaimOptions): P
       where r.id = due.id
      returning r.id, r.user_id, r.replica_id, r.state, r.generation_id, r.lookup_attempts, r.started_at, due.owner_alive,
                (extract(epoch from now() - r.started_at) * 1000)::float8 as age_ms`,
-    [options.leaseMs, options.claimMs, options.batchMax, options.inFlightMsMax],
+    [options.leaseMs, options.claimMs, options.batchMax, options.inFlightMsMax, options.judgeHeartbeats],
   );
   return result.rows.map((row) => ({
     id: row.id, userId: row.user_id, replicaId: row.replica_id, state: row.state, generationId: row.generation_id,

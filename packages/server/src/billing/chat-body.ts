@@ -1,4 +1,5 @@
 import { MetergateError } from '../errors.js';
+import { assertStorableText } from '../http/text-fields.js';
 
 export interface ChatBody {
   /** The client's body, passed on untouched but for `usage.include` and `user`. */
@@ -22,6 +23,9 @@ export function parseChatBody(body: unknown): ChatBody {
   if (raw.model !== undefined && (typeof raw.model !== 'string' || raw.model === '')) {
     throw new MetergateError('invalid_request', '`model` must be a non-empty string', { param: 'model' });
   }
+  // The model is stored with the request; `models` (OpenRouter's fallbacks) may name the one billed.
+  assertStorableText(raw.model, 'model');
+  if (Array.isArray(raw.models)) for (const model of raw.models) assertStorableText(model, 'models');
   return { raw, stream: raw.stream === true, model: typeof raw.model === 'string' ? raw.model : null };
 }
 

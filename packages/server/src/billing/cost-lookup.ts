@@ -5,14 +5,18 @@ import type { Metrics } from '../metrics.js';
 import type { OpenRouterClient } from '../upstream/openrouter.js';
 import type { Settler } from './settler.js';
 import { readBody } from '../upstream/read-body.js';
-import { costFromGeneration, type MeasuredCost } from './usage-cost.js';
+import { costFromGeneration, type UsageCost } from './usage-cost.js';
 
-export type LookupResult = { found: MeasuredCost } | { missing: 'not_found' | 'failed' };
+export type LookupResult = { found: UsageCost } | { missing: 'not_found' | 'failed' };
 
 export interface CostLookupLimits {
+  /** Background lookups at once; past it a request is handed to the reconciler at once. */
+  tasksMax: number;
   attemptsMax: number;
   backoffMs: number;
   requestTimeoutMs: number;
+  /** Costs above this are not charged automatically (README, "Money"). */
+  callCostMaxNano: bigint;
 }
 
 const BACKOFF_CAP_MS = 30_000;
@@ -42,10 +46,27 @@ export class CostLookup {
 
   /** Starts looking in the background; the request is already marked awaiting_cost. */
   schedule(requestId: string, userId: string, generationId: string): void {
+    if (this.#running.size >= this.limits.tasksMax) {
+      // Bounded: the reconciler (on any replica) looks it up instead, with its own backoff.
+      this.metrics.retryGivenUp.inc({ queue: 'cost_lookup', reason: 'full' });
+      this.log.warn({ requestId, generationId, running: this.#running.size }, 'too many cost lookups running; handed to the reconciler');
+      void this.handToReconciler(requestId, generationId);
+      return;
+    }
     const task = this.resolve(requestId, userId, generationId)
       .catch((error: unknown) => this.log.error({ err: error, requestId }, 'cost lookup crashed; the reconciler will retry'))
-      .finally(() => this.#running.delete(task));
+      .finally(() => {
+        this.#running.delete(task);
+        this.metrics.costLookupsRunning.set(this.#running.size);
+      });
     this.#running.add(task);
+    this.metrics.costLookupsRunning.set(this.#running.size);
+  }
+
+  /** Due at once; if even that fails the row is awaiting_cost already and due after budgetMs. */
+  private async handToReconciler(requestId: string, generationId: string): Promise<void> {
+    await requests.markAwaitingCost(this.pool, requestId, { generationId, reason: null, nextLookupAt: new Date() })
+      .catch((error: unknown) => this.log.warn({ err: error, requestId }, 'could not hand the lookup over now; the reconciler takes it when due'));
   }
 
   /** Waits (bounded) for background lookups, for graceful shutdown. */
@@ -63,7 +84,7 @@ export class CostLookup {
       if (response.status === 404) return this.outcome({ missing: 'not_found' });
       if (response.status !== 200) return this.outcome({ missing: 'failed' });
       const data = (JSON.parse(text) as { data?: Record<string, unknown> }).data;
-      const cost = data === undefined ? null : costFromGeneration(data);
+      const cost = data === undefined ? null : costFromGeneration(data, this.limits.callCostMaxNano);
       return this.outcome(cost === null ? { missing: 'failed' } : { found: cost });
     } catch (error) {
       this.log.warn({ err: error, generationId }, 'generation lookup failed');
@@ -82,6 +103,7 @@ export class CostLookup {
       }
     }
     const handedOff = this.#stop.signal.aborted ? 'shutting down' : `${this.limits.attemptsMax} attempts`;
+    if (!this.#stop.signal.aborted) this.metrics.retryGivenUp.inc({ queue: 'cost_lookup', reason: 'attempts' });
     this.log.warn({ requestId, generationId, after: handedOff }, 'cost not found yet; handed to the reconciler');
     // Due at once: the reconciler (on any replica) carries on with its own bounded backoff.
     await requests.markAwaitingCost(this.pool, requestId, { generationId, reason: null, nextLookupAt: new Date() });

@@ -9,10 +9,11 @@ import type { UpstreamResponse } from '../upstream/openrouter.js';
 import { upstreamBody, type ChatBody } from './chat-body.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
-import { costFromUsage, type MeasuredCost } from './usage-cost.js';
+import { costFromUsage, type UsageCost, type UsageLike } from './usage-cost.js';
 import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
 import { admitReserve, admitSerialize, type AdmittedCall } from '../holds/admission.js';
 import { defaultBudget, priceRequest, worstCaseNano, type Pricing } from '../holds/worst-case.js';
+import { markUpstreamStarted } from './upstream-started.js';
 
 export interface CallContext {
   readonly requestId: string;
@@ -118,11 +119,12 @@ async function openUpstream(services: Services, call: AdmittedContext, signal: A
     // match it, so the request is left visible as unresolved rather than dropped.
     const reason = error instanceof MetergateError ? error.code : 'upstream_failed';
     services.metrics.upstreamErrors.inc({ kind: reason });
-    const close = neverReachedUpstream(error)
+    const never = neverReachedUpstream(error);
+    const close = never
       ? requests.markFailed(services.pools.write, call.requestId, reason)
       : requests.markUnresolved(services.pools.write, call.requestId, reason);
     await close.catch((dbError: unknown) => services.log.error({ err: dbError, requestId: call.requestId }, 'could not close request row'));
-    throw error;
+    throw never ? error : markUpstreamStarted(error);
   }
 }
 
@@ -137,6 +139,7 @@ async function streamingCall(services: Services, call: AdmittedContext): Promise
     const outcome = await relaySse(upstream, call.res, {
       abort, requestId: call.requestId,
       onGenerationId: (id) => recordings.push(recordGenerationId(services, call.requestId, id)),
+      writeStallMsMax: services.config.clientWriteStallMsMax, onStall: () => services.metrics.clientWriteStalls.inc(),
     });
     observeUpstream(services, 'true', started, outcome.firstByteS);
     await Promise.all(recordings);
@@ -150,7 +153,7 @@ async function settleStream(services: Services, call: CallContext, outcome: Rela
   if (outcome.end === 'upstream_failed') {
     services.log.warn({ err: outcome.failure, requestId: call.requestId }, 'upstream stream failed mid-way');
   }
-  const cost = costFromUsage(outcome.tap.usage);
+  const cost = costFromUsage(outcome.tap.usage, services.config.callCostMaxNano, outcome.tap);
   // [DONE] is released to the client only after the cost is written (or durably deferred).
   await settleOrDefer(services, call, outcome.tap.generationId, cost, `stream_${outcome.end}`);
   await outcome.finish();
@@ -171,18 +174,19 @@ async function jsonCall(services: Services, call: AdmittedContext): Promise<void
     bytes = await readBody(upstream.body, services.config.upstreamBodyBytesMax);
   } catch (error) {
     await settleOrDefer(services, call, headerId, null, 'upstream_body_failed');
-    throw error instanceof MetergateError ? error : new MetergateError('upstream_bad_response', 'the upstream response broke off', { cause: error });
+    // The generation ran (200, maybe an id): an Idempotency-Key retry must not run it again.
+    throw markUpstreamStarted(error instanceof MetergateError ? error : new MetergateError('upstream_bad_response', 'the upstream response broke off', { cause: error }));
   }
   observeUpstream(services, 'false', started, null);
   const parsed = parseCompletion(bytes);
   const generationId = headerId ?? parsed.id;
-  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage), 'json_without_cost');
+  await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage, services.config.callCostMaxNano, parsed), 'json_without_cost');
   sendJson(call, upstream, bytes, generationId);
 }
 
 /** Settles now when the cost is known; otherwise records why and starts the lookup. */
 async function settleOrDefer(services: Services, call: CallContext, generationId: string | null,
-  cost: MeasuredCost | null, reason: string): Promise<void> {
+  cost: UsageCost | null, reason: string): Promise<void> {
   if (cost !== null) {
     await services.settler.settle({ requestId: call.requestId, userId: call.userId, generationId, cost });
     return;
@@ -206,7 +210,7 @@ async function settleOrDefer(services: Services, call: CallContext, generationId
 async function failBeforeOutput(services: Services, call: CallContext, upstream: UpstreamResponse): Promise<void> {
   services.metrics.upstreamErrors.inc({ kind: `status_${upstream.status}` });
   try {
-    const reason = await relayUpstreamError(upstream, call.res, call.requestId);
+    const reason = await relayUpstreamError(upstream, call.res, call.requestId, services.metrics);
     await requests.markFailed(services.pools.write, call.requestId, reason);
   } catch (error) {
     await requests.markFailed(services.pools.write, call.requestId, `upstream_${upstream.status}`).catch(() => undefined);
@@ -220,12 +224,13 @@ function recordGenerationId(services: Services, requestId: string, generationId:
   });
 }
 
-function parseCompletion(bytes: Buffer): { id: string | null; usage: { cost?: unknown } | null } {
+function parseCompletion(bytes: Buffer): { id: string | null; usage: UsageLike | null; model?: unknown; provider?: unknown } {
   try {
-    const body = JSON.parse(bytes.toString('utf8')) as { id?: unknown; usage?: unknown };
+    const body = JSON.parse(bytes.toString('utf8')) as { id?: unknown; usage?: unknown; model?: unknown; provider?: unknown };
     return {
       id: typeof body.id === 'string' && body.id !== '' ? body.id : null,
       usage: typeof body.usage === 'object' && body.usage !== null ? body.usage : null,
+      model: body.model, provider: body.provider,
     };
   } catch {
     return { id: null, usage: null };

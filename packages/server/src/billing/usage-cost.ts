@@ -1,27 +1,95 @@
 import { usdNumberToNano } from '@metergate/db';
 
 export interface MeasuredCost {
+  /** What the call cost in all (with BYOK: OpenRouter's fee + the provider's charge). */
   costNano: bigint;
   promptTokens: number | null;
   completionTokens: number | null;
+  /** The model that served, as the upstream named it; null when it named none. */
+  servedModel: string | null;
+  /** The provider that served, as the upstream named it; null when it named none. */
+  provider: string | null;
+  /** Whether the upstream said bring-your-own-key; null when it did not say. */
+  isByok: boolean | null;
 }
 
 /**
- * OpenRouter's `usage` (body or stream) or `/generation` data to an exact cost. Returns null
- * when no usable cost is there (absent, null, negative or not a number): the caller must then
- * look it up, never assume zero.
+ * A cost the upstream did report but that we will not charge automatically: negative, or
+ * above callCostMaxNano (which also keeps every charge inside a Postgres bigint). The request
+ * is left `unresolved` with reason `cost_out_of_range:<raw>` for an operator.
  */
-export function costFromUsage(usage: { cost?: unknown; prompt_tokens?: unknown; completion_tokens?: unknown } | null): MeasuredCost | null {
-  if (usage === null || typeof usage.cost !== 'number' || !Number.isFinite(usage.cost) || usage.cost < 0) return null;
+export interface RejectedCost {
+  readonly rejected: 'cost_out_of_range';
+  /** The upstream's number(s) as JavaScript prints them, for the operator. */
+  readonly raw: string;
+}
+
+export type UsageCost = MeasuredCost | RejectedCost;
+
+export function isRejectedCost(cost: UsageCost): cost is RejectedCost {
+  return 'rejected' in cost;
+}
+
+/** What served a call, as named in the response body, the stream chunks or /generation. */
+export interface Served {
+  model?: unknown;
+  provider?: unknown;
+}
+
+export interface UsageLike {
+  cost?: unknown;
+  prompt_tokens?: unknown;
+  completion_tokens?: unknown;
+  is_byok?: unknown;
+  cost_details?: unknown;
+}
+
+/** A name the upstream gave: a model id or provider name is short; anything else is not one. */
+const NAME_LENGTH_MAX = 512;
+
+/**
+ * OpenRouter's `usage` (body or stream) or `/generation` data to an exact cost. Returns null
+ * when no cost is there (absent, null or not a number): the caller must then look it up, never
+ * assume zero. With `is_byok: true`, `cost` is only OpenRouter's fee and the provider's charge
+ * is `cost_details.upstream_inference_cost`: the cost is their sum, each float converted once
+ * to nano-USD (the one rounding rule: 1e-41 is 0 nano) and added as integers; without a
+ * provider charge the cost is unknown (null), never the fee alone. A number that is negative,
+ * not finite, or a total above `callCostMaxNano` is rejected (README, "Money").
+ */
+export function costFromUsage(usage: UsageLike | null, callCostMaxNano: bigint, served: Served = {}): UsageCost | null {
+  if (usage === null || typeof usage.cost !== 'number') return null;
+  const parts: number[] = [usage.cost];
+  if (usage.is_byok === true) {
+    const details = usage.cost_details;
+    const provider = typeof details === 'object' && details !== null ? (details as { upstream_inference_cost?: unknown }).upstream_inference_cost : undefined;
+    if (typeof provider !== 'number') return null;
+    parts.push(provider);
+  }
+  const raw = parts.map(String).join('+');
+  // JSON numbers are finite; anything else did not come from JSON and is not a cost either.
+  if (parts.some((part) => !Number.isFinite(part) || part < 0)) return { rejected: 'cost_out_of_range', raw };
+  const costNano = parts.reduce((sum, part) => sum + usdNumberToNano(part), 0n);
+  if (costNano > callCostMaxNano) return { rejected: 'cost_out_of_range', raw };
   return {
-    costNano: usdNumberToNano(usage.cost),
+    costNano,
     promptTokens: tokenCount(usage.prompt_tokens),
     completionTokens: tokenCount(usage.completion_tokens),
+    servedModel: name(served.model),
+    provider: name(served.provider),
+    isByok: typeof usage.is_byok === 'boolean' ? usage.is_byok : null,
   };
 }
 
-export function costFromGeneration(data: { total_cost?: unknown; tokens_prompt?: unknown; tokens_completion?: unknown }): MeasuredCost | null {
-  return costFromUsage({ cost: data.total_cost, prompt_tokens: data.tokens_prompt, completion_tokens: data.tokens_completion });
+/** `/generation` data: `total_cost` (the fee alone with BYOK) + `upstream_inference_cost`. */
+export function costFromGeneration(data: Record<string, unknown>, callCostMaxNano: bigint): UsageCost | null {
+  return costFromUsage({
+    cost: data.total_cost, prompt_tokens: data.tokens_prompt, completion_tokens: data.tokens_completion,
+    is_byok: data.is_byok, cost_details: { upstream_inference_cost: data.upstream_inference_cost },
+  }, callCostMaxNano, { model: data.model, provider: data.provider_name });
+}
+
+function name(value: unknown): string | null {
+  return typeof value === 'string' && value !== '' && value.length <= NAME_LENGTH_MAX ? value : null;
 }
 
 function tokenCount(value: unknown): number | null {

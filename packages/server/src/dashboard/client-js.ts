@@ -160,7 +160,8 @@ export const DASHBOARD_JS = String.raw`'use strict';
     }, data, target);
   }
 
-  // ---- live requests per second from /metrics (unauthenticated, this replica) --------------
+  // ---- live requests per second from /metrics (this replica; the admin token is accepted
+  // there when METRICS_TOKEN protects it) ----------------------------------------------------
   function parseRequestCounters(text) {
     let total = 0;
     let chat = 0;
@@ -176,7 +177,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
   }
 
   async function pollRps() {
-    const response = await fetch('/metrics');
+    const response = await fetch('/metrics', { headers: { authorization: 'Bearer ' + state.token } });
     if (!response.ok) throw new Error('/metrics answered ' + response.status);
     const counts = parseRequestCounters(await response.text());
     const now = Date.now();

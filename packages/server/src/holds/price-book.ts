@@ -17,6 +17,8 @@ export interface PriceBookOptions {
 const MODELS_BYTES_MAX = 32 * 1024 * 1024;
 const START_POLL_MS = 200;
 
+export type RefreshOutcome = 'refreshed' | 'not_claimed' | 'failed';
+
 /**
  * Model prices for worst-case holds, kept in memory from the shared `model_prices` table. One
  * replica at a time refreshes the table from upstream (a claim row keeps the others off); a
@@ -26,7 +28,7 @@ const START_POLL_MS = 200;
 export class PriceBook {
   #prices = new Map<string, ModelPrice>();
   #timer: NodeJS.Timeout | null = null;
-  #tick: Promise<void> | null = null;
+  #tick: Promise<RefreshOutcome> | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -49,11 +51,14 @@ export class PriceBook {
    * next reload.
    */
   async start(): Promise<void> {
-    await this.runTick();
+    let outcome = await this.runTick();
     const until = Date.now() + 2 * this.options.fetchTimeoutMs;
-    while (this.#prices.size === 0 && Date.now() < until && (await priceBook.refreshState(this.pool)).refreshedAt === null) {
+    // Only while another replica's first refresh is under way: if our own fetch failed (the
+    // upstream is down), start at once with what the table has.
+    while (outcome === 'not_claimed' && this.#prices.size === 0 && Date.now() < until
+      && (await priceBook.refreshState(this.pool)).refreshedAt === null) {
       await new Promise((resolve) => setTimeout(resolve, START_POLL_MS));
-      await this.runTick();
+      outcome = await this.runTick();
     }
     if (this.#prices.size === 0) this.log.error('the price book is empty: reserve mode refuses every call until prices load (see GET /admin/prices)');
     this.schedule();
@@ -70,10 +75,10 @@ export class PriceBook {
     this.#prices = new Map(prices.map((price) => [price.modelId, price]));
   }
 
-  /** One refresh from upstream if this replica wins the claim; returns false when it did not. */
-  async refreshIfDue(): Promise<boolean> {
+  /** One refresh from upstream if this replica wins the claim (not_claimed: fresh, or another replica is at it). */
+  async refreshIfDue(): Promise<RefreshOutcome> {
     const claimMs = this.options.fetchTimeoutMs * 2;
-    if (!(await priceBook.claimRefresh(this.pool, this.options.refreshIntervalMs, claimMs))) return false;
+    if (!(await priceBook.claimRefresh(this.pool, this.options.refreshIntervalMs, claimMs))) return 'not_claimed';
     try {
       const response = await this.upstream.models(AbortSignal.timeout(this.options.fetchTimeoutMs));
       const body = await readBody(response.body, MODELS_BYTES_MAX);
@@ -83,21 +88,23 @@ export class PriceBook {
       const written = await priceBook.upsertUpstreamPrices(this.pool, listing.prices);
       await priceBook.finishRefresh(this.pool, null);
       this.log.info({ models: listing.prices.length, written }, 'price book refreshed from upstream');
-      return true;
+      return 'refreshed';
     } catch (error) {
       this.log.warn({ err: error }, 'price book refresh failed; the last good copy stays in use');
       await priceBook.finishRefresh(this.pool, error instanceof Error ? error.message.slice(0, 500) : String(error).slice(0, 500));
-      return false;
+      return 'failed';
     }
   }
 
-  private async runTick(): Promise<void> {
+  private async runTick(): Promise<RefreshOutcome> {
     this.#tick ??= (async () => {
       try {
-        await this.refreshIfDue();
+        const outcome = await this.refreshIfDue();
         await this.reload();
+        return outcome;
       } catch (error) {
         this.log.warn({ err: error }, 'price book reload failed; the copy in memory stays in use');
+        return 'failed' as const;
       } finally {
         this.#tick = null;
       }

@@ -17,7 +17,7 @@ export function createApp(services: Services, adminToken: string): Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(requestContext(services));
-  app.use(opsRoutes(services));
+  app.use(opsRoutes(services, adminToken));
   app.use(chatRoutes(services));
   app.use(compatRoutes(services));
   app.use(dashboardRoutes()); // public static shell only; before the admin API's token check

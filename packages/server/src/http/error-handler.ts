@@ -22,6 +22,10 @@ export function toMetergateError(error: unknown, metrics: Metrics): MetergateErr
   }
   const type = (error as { type?: unknown } | null)?.type;
   if (typeof type === 'string' && type in BODY_ERRORS) return BODY_ERRORS[type]!();
+  // The router's decodeURIComponent of a path parameter (it marks the URIError with status 400).
+  if (error instanceof URIError && (error as { status?: unknown }).status === 400) {
+    return new MetergateError('invalid_request', 'a path segment is not valid percent-encoded UTF-8', { cause: error });
+  }
   if (error instanceof PoolTimeoutError || isDatabaseUnavailable(error)) {
     return new MetergateError('database_unavailable', 'the database is unavailable; retry shortly', { retryAfterS: 1, cause: error });
   }

@@ -8,6 +8,7 @@ import { entryJson, type EntryJson } from './ledger-json.js';
 export const LEDGER_CSV_COLUMNS = [
   'id', 'user_id', 'kind', 'amount_usd', 'charged_usd', 'upstream_cost_usd', 'multiplier', 'balance_after_usd',
   'request_id', 'generation_id', 'model', 'prompt_tokens', 'completion_tokens', 'created_at', 'note',
+  'requested_model', 'provider', 'is_byok',
 ] as const satisfies ReadonlyArray<keyof EntryJson>;
 type MissingColumn = Exclude<keyof EntryJson, (typeof LEDGER_CSV_COLUMNS)[number]>;
 const everyColumn: [MissingColumn] extends [never] ? true : never = true;
@@ -21,18 +22,18 @@ void everyColumn;
  * user ids cannot start with those characters (the admin API's USER_ID_RE), and an amount
  * such as -0.000000123 must stay a number.
  */
-const FREE_TEXT_COLUMNS: ReadonlySet<string> = new Set(['generation_id', 'model', 'note']);
+const FREE_TEXT_COLUMNS: ReadonlySet<string> = new Set(['generation_id', 'model', 'note', 'requested_model', 'provider']);
 const FORMULA_START_RE = /^[=+\-@\t\r]/;
 
 /** RFC 4180: a field with a comma, quote, CR or LF (or edge spaces) is quoted, quotes doubled; null is empty. */
-export function csvField(value: string | number | null): string {
+export function csvField(value: string | number | boolean | null): string {
   if (value === null) return '';
   const text = String(value);
   return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
 /** A free-text value a spreadsheet would run as a formula, made inert with a leading '. */
-export function inertText(value: string | number | null): string | number | null {
+export function inertText(value: string | number | boolean | null): string | number | boolean | null {
   return typeof value === 'string' && FORMULA_START_RE.test(value) ? `'${value}` : value;
 }
 

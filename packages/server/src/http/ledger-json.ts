@@ -22,6 +22,9 @@ export function entryJson(entry: LedgerEntry) {
     completion_tokens: entry.completionTokens,
     created_at: entry.createdAt.toISOString(),
     note: entry.note,
+    requested_model: entry.requestedModel,
+    provider: entry.provider,
+    is_byok: entry.isByok,
   };
 }
 

@@ -1,10 +1,12 @@
 import type { ServerResponse } from 'node:http';
-import { idempotency, type IdempotencyRow } from '@metergate/db';
+import { idempotency, type IdempotencyRow, type StoredResponse } from '@metergate/db';
 import { MetergateError } from '../errors.js';
+import { upstreamMayHaveBilled } from '../billing/upstream-started.js';
+import { toMetergateError } from '../http/error-handler.js';
 import type { Services } from '../services.js';
 import { bodyHash } from './key-header.js';
 import { ResponseRecorder, type Recording } from './recorder.js';
-import { replay, toStoredResponse } from './stored-response.js';
+import { failedAfterUpstreamResponse, replay, toStoredResponse } from './stored-response.js';
 
 export interface KeyedCall {
   readonly userId: string;
@@ -25,7 +27,8 @@ const CLAIM_ROUNDS_MAX = 3;
  * - a retry with the same body replays it, without calling upstream or charging;
  * - the same key while the first still runs → 409; with another body → 422;
  * - an attempt that ends with an error before any output (nothing was charged: 4xx, 5xx, 402)
- *   releases the key, so a retry runs again: only completed results are replayed.
+ *   releases the key, so a retry runs again; but one that failed after the upstream may have
+ *   started the generation keeps it, answered "may have been charged" (never run twice).
  */
 export async function withIdempotency(services: Services, call: KeyedCall, res: ServerResponse,
   run: (recorder: ResponseRecorder) => Promise<void>): Promise<void> {
@@ -36,15 +39,18 @@ export async function withIdempotency(services: Services, call: KeyedCall, res: 
     return;
   }
   const owner = { userId: call.userId, key: call.key, requestId: call.requestId };
+  let charged: StoredResponse | null = null;
   const recorder = new ResponseRecorder(res, {
     streamBytesMax: services.config.idempotencyStreamBytesMax, bodyBytesMax: services.config.upstreamBodyBytesMax,
-  }, (recording) => finishLogged(services, owner, recording));
+  }, (recording) => finishLogged(services, owner, recording, charged));
   try {
     await run(recorder);
   } catch (error) {
     // Mid-response: what was sent may have been charged, so it is what a retry gets. Before
-    // any output, the error handler's answer passes through end() and releases the key.
+    // any output, the error handler's answer passes through end() and releases the key,
+    // unless the upstream may have started the generation: then that is what is kept.
     if (recorder.ended === null && res.headersSent) await finishLogged(services, owner, recorder.recording());
+    else if (upstreamMayHaveBilled(error)) charged = failedAfterUpstreamResponse(toMetergateError(error, services.metrics));
     throw error;
   }
   if (recorder.ended !== null) await recorder.ended;
@@ -88,18 +94,23 @@ type KeyOwner = { userId: string; key: string; requestId: string };
  * Never rejects (the response's end waits on it): a failure to even build the stored answer is
  * logged, and the key stays running until the reconciler finishes it.
  */
-async function finishLogged(services: Services, owner: KeyOwner, recording: Recording | null): Promise<void> {
+async function finishLogged(services: Services, owner: KeyOwner, recording: Recording | null,
+  charged: StoredResponse | null = null): Promise<void> {
   try {
-    await finish(services, owner, recording);
+    await finish(services, owner, recording, charged);
   } catch (error) {
     services.log.error({ err: error, requestId: owner.requestId }, 'could not finish the idempotency key');
   }
 }
 
-/** A 2xx answer is kept for replay; anything else was an error before output: released. */
-function finish(services: Services, owner: KeyOwner, recording: Recording | null): Promise<void> {
+/**
+ * A 2xx answer is kept for replay; so is `charged`, the answer to an attempt the upstream may
+ * have billed; anything else was an error before output: released.
+ */
+function finish(services: Services, owner: KeyOwner, recording: Recording | null, charged: StoredResponse | null): Promise<void> {
   const db = services.pools.write;
   const writer = services.idempotencyWriter;
+  if (charged !== null) return writer.write(owner.requestId, 'stored', () => idempotency.completeKey(db, owner, charged));
   if (recording === null || recording.status < 200 || recording.status >= 300) {
     return writer.write(owner.requestId, 'released', () => idempotency.releaseKey(db, owner));
   }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Request } from 'express';
 import { MetergateError } from '../errors.js';
+import { jsonDepthMax } from '../http/json-depth.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 const KEY_LENGTH_MAX = 255;
@@ -27,13 +28,20 @@ export function bodyHash(body: unknown): Buffer {
   return createHash('sha256').update(canonicalJson(body)).digest();
 }
 
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+/**
+ * Recursive, so it refuses (400) anything deeper than jsonDepthMax rather than overflow the
+ * stack; request bodies are checked against the same limit before they get here.
+ */
+export function canonicalJson(value: unknown, depth = 1): string {
+  if (typeof value === 'object' && value !== null && depth > jsonDepthMax) {
+    throw new MetergateError('invalid_request', `the JSON body nests arrays and objects deeper than ${jsonDepthMax} levels`);
+  }
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item, depth + 1)).join(',')}]`;
   if (typeof value === 'object' && value !== null) {
     const entries = Object.entries(value as Record<string, unknown>)
       .filter(([, item]) => item !== undefined)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([name, item]) => `${JSON.stringify(name)}:${canonicalJson(item)}`).join(',')}}`;
+    return `{${entries.map(([name, item]) => `${JSON.stringify(name)}:${canonicalJson(item, depth + 1)}`).join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
 }

@@ -1,53 +1,54 @@
-import { isDatabaseUnavailable } from '@metergate/db';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { RetryQueue, type GiveUpReason } from '../billing/retry-queue.js';
 
 const RETRY_DELAYS_MS = [250, 1_000, 5_000, 15_000, 30_000];
+
+export interface KeyWriteRetryLimits {
+  entriesMax: number;
+  attemptsMax: number;
+}
 
 /**
  * Writes an idempotency key's final state (completed, or released). The first attempt is
  * awaited (the response's end waits for it); if the database cannot take it, it is retried in
- * the background until it lands or the process stops. A key left `running` by a replica that
- * died is finished by the reconciler (released, or answered "interrupted").
+ * the background within bounds (entries, attempts, transient errors only). A key it gives up
+ * on stays `running`, and the reconciler finishes it: released when its request failed,
+ * answered "interrupted" once its request has been closed for a while (as for a key whose
+ * replica died).
  */
 export class KeyWriter {
-  readonly #retrying = new Map<string, NodeJS.Timeout>();
+  readonly #queue: RetryQueue;
 
-  constructor(private readonly metrics: Metrics, private readonly log: Logger) {}
+  constructor(private readonly metrics: Metrics, private readonly log: Logger, limits: KeyWriteRetryLimits) {
+    this.#queue = new RetryQueue({
+      name: 'idempotency_key', ...limits, delaysMs: RETRY_DELAYS_MS,
+      handOff: async (id: string, reason: GiveUpReason) => {
+        this.log.warn({ key: id, reason }, 'idempotency key left running; the reconciler finishes it');
+      },
+    }, metrics, log);
+  }
 
-  get pendingRetries(): number { return this.#retrying.size; }
+  get pendingRetries(): number { return this.#queue.size; }
 
   async write(id: string, what: 'stored' | 'released', op: () => Promise<unknown>): Promise<void> {
-    try {
+    const counted = async () => {
       await op();
       this.metrics.idempotency.inc({ outcome: what });
+    };
+    try {
+      await counted();
     } catch (error) {
-      this.retry(id, what, op, 0, error);
+      this.metrics.idempotency.inc({ outcome: `${what}_deferred` });
+      this.#queue.defer(id, counted, error);
     }
   }
 
-  async drain(deadlineMs: number): Promise<number> {
-    const until = Date.now() + deadlineMs;
-    while (this.#retrying.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    return this.#retrying.size;
+  drain(deadlineMs: number): Promise<number> {
+    return this.#queue.drain(deadlineMs);
   }
 
   stop(): void {
-    for (const timer of this.#retrying.values()) clearTimeout(timer);
-    this.#retrying.clear();
-  }
-
-  private retry(id: string, what: string, op: () => Promise<unknown>, attempt: number, error: unknown): void {
-    const delayMs = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
-    this.metrics.idempotency.inc({ outcome: `${what}_deferred` });
-    this.log[isDatabaseUnavailable(error) ? 'warn' : 'error']({ err: error, key: id, attempt, delayMs }, 'idempotency key write failed; retried');
-    const timer = setTimeout(() => {
-      op().then(
-        () => { this.#retrying.delete(id); this.metrics.idempotency.inc({ outcome: what }); },
-        (retryError: unknown) => this.retry(id, what, op, attempt + 1, retryError),
-      );
-    }, delayMs);
-    timer.unref();
-    this.#retrying.set(id, timer);
+    this.#queue.stop();
   }
 }

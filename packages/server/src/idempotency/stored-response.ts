@@ -30,9 +30,22 @@ function tooLargeToKeep(): StoredResponse {
  */
 export function interruptedResponse(): StoredResponse {
   const error = new MetergateError('internal_error',
-    'the first request with this Idempotency-Key was interrupted (its server stopped) after reaching the upstream; ' +
-    'its cost, if any, was billed; send a new Idempotency-Key to try again');
+    'the first request with this Idempotency-Key was interrupted (its server stopped, or could not record its result) after reaching the upstream, ' +
+    'so it may have been charged; its cost, if any, was billed; send a new Idempotency-Key to try again');
   return errorResponse(500, error);
+}
+
+/**
+ * What a retry gets when the first attempt failed after the upstream may have started the
+ * generation (a broken body, a connection lost after sending): the same status and code the
+ * first client got, saying why it is not run again.
+ */
+export function failedAfterUpstreamResponse(error: MetergateError): StoredResponse {
+  const kept = new MetergateError(error.code,
+    `${error.message}; the first request with this Idempotency-Key was sent upstream, which may have started the ` +
+    'generation, so it may have been charged (its cost, if any, is billed) and is not run again; ' +
+    'send a new Idempotency-Key to try again');
+  return errorResponse(kept.status, kept);
 }
 
 function errorResponse(status: number, error: MetergateError): StoredResponse {

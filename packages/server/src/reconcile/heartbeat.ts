@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { replicas } from '@metergate/db';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
@@ -13,6 +14,9 @@ export class Heartbeat {
   #timer: NodeJS.Timeout | null = null;
   #beating: Promise<void> | null = null;
   #draining = false;
+  /** performance.now() of the last beat that landed, and of the first in its unbroken run. */
+  #lastOkAt: number | null = null;
+  #upSince = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -20,12 +24,26 @@ export class Heartbeat {
     private readonly intervalMs: number,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    /** Longest gap between landed beats that still counts as unbroken (see upForMs). */
+    private readonly gapMsMax: number = 2 * intervalMs,
   ) {}
+
+  /**
+   * How long this replica's beats have been landing without a gap over gapMsMax (0 while in
+   * such a gap). After a database outage every heartbeat in the table is stale, and other live
+   * replicas' next beats land only some time after the database is back: until this replica
+   * has itself been reaching the database for a whole lease, a stale heartbeat proves nothing.
+   */
+  upForMs(): number {
+    const now = performance.now();
+    if (this.#lastOkAt === null || now - this.#lastOkAt > this.gapMsMax) return 0;
+    return now - this.#upSince;
+  }
 
   /** The first beat is written before the replica takes traffic; a failure there is fatal. */
   async start(): Promise<void> {
     await replicas.registerStart(this.pool, this.replicaId);
-    this.metrics.heartbeats.inc({ outcome: 'ok' });
+    this.landed();
     this.#timer = setInterval(() => void this.beat(), this.intervalMs);
     this.#timer.unref();
   }
@@ -46,11 +64,21 @@ export class Heartbeat {
     });
   }
 
+  private landed(): void {
+    this.metrics.heartbeats.inc({ outcome: 'ok' });
+    const now = performance.now();
+    if (this.#lastOkAt === null || now - this.#lastOkAt > this.gapMsMax) this.#upSince = now;
+    this.#lastOkAt = now;
+  }
+
   private beat(): Promise<void> {
     // A slow database must not pile beats up; the next interval tries again.
     this.#beating ??= replicas.heartbeat(this.pool, this.replicaId, this.#draining).then(
-      () => { this.metrics.heartbeats.inc({ outcome: 'ok' }); },
+      () => { this.landed(); },
       (error: unknown) => {
+        // The database was out of reach: whatever stale heartbeats it shows now may be those
+        // of live replicas that could not beat either, so the unbroken run starts over.
+        this.#lastOkAt = null;
         this.metrics.heartbeats.inc({ outcome: 'failed' });
         this.log.warn({ err: error }, 'heartbeat failed; other replicas take this one for dead after the lease');
       },

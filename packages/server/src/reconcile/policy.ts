@@ -5,6 +5,7 @@ export type ReconcileOutcome =
   | 'retry_later'
   | 'unresolved_exhausted'
   | 'unresolved_no_generation_id'
+  | 'unresolved_settle_failed'
   | 'error';
 
 export interface RetryPolicy {

@@ -17,6 +17,10 @@ export interface ReconcilerOptions {
   claimMs: number;
   /** An in_flight request older than this is taken even from a live replica. */
   inFlightMsMax: number;
+  /** How long this replica's own heartbeats have been landing without a break (Heartbeat.upForMs). */
+  upForMs: () => number;
+  /** Marks what in-memory settles gave up on (while the database was away) for this pass. */
+  flushHandOffs: () => Promise<void>;
   backoffMs: number;
   backoffMsMax: number;
   attemptsMax: number;
@@ -35,8 +39,11 @@ export interface PassSummary {
  */
 export const UNRESOLVED_RETRY_AGE_MAX_MS = 7 * 86_400_000;
 
-/** Also run once per pass (expired idempotency keys, rows of long-dead replicas, ...). */
-export type Housekeeping = () => Promise<void>;
+/**
+ * Also run once per pass (expired idempotency keys, rows of long-dead replicas, ...);
+ * judgeHeartbeats: whether a stale heartbeat may be taken as a dead owner (see judgeHeartbeats).
+ */
+export type Housekeeping = (judgeHeartbeats: boolean) => Promise<void>;
 
 /**
  * Settles what nobody else will: requests whose owner replica is gone (heartbeat older than the
@@ -49,6 +56,7 @@ export class Reconciler {
   #timer: NodeJS.Timeout | null = null;
   #pass: Promise<unknown> | null = null;
   #stopped = false;
+  #judging: boolean | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -76,10 +84,13 @@ export class Reconciler {
   /** One pass: claim rounds until nothing is due or batchMax is reached, then housekeeping. */
   async runOnce(): Promise<PassSummary> {
     const summary: PassSummary = { claimed: 0, outcomes: {} };
+    await this.options.flushHandOffs();
+    const judgeHeartbeats = this.judgeHeartbeats();
     while (!this.#stopped && summary.claimed < this.options.batchMax) {
       const want = Math.min(this.options.concurrency, this.options.batchMax - summary.claimed);
       const claimed = await requests.claimForReconcile(this.pool, {
         leaseMs: this.options.leaseMs, claimMs: this.options.claimMs, batchMax: want, inFlightMsMax: this.options.inFlightMsMax,
+        judgeHeartbeats,
       });
       summary.claimed += claimed.length;
       const outcomes = await Promise.all(claimed.map((request) => this.reconcileOne(request)));
@@ -89,8 +100,26 @@ export class Reconciler {
       }
       if (claimed.length < want) break;
     }
-    await this.housekeeping();
+    await this.housekeeping(judgeHeartbeats);
     return summary;
+  }
+
+  /**
+   * A heartbeat older than the lease means a dead owner only if the database has been
+   * reachable for a whole lease: after an outage every heartbeat is stale, and live replicas'
+   * beats land only some time after it ends (the first pass may well come first). So until
+   * this replica's own beats have landed unbroken for a lease, owners are judged only by what
+   * is explicit (their row deleted, a restart under the same id, a call older than any may last).
+   */
+  private judgeHeartbeats(): boolean {
+    const judging = this.options.upForMs() >= this.options.leaseMs;
+    if (judging !== this.#judging) {
+      this.#judging = judging;
+      this.metrics.reconcilerJudging.set(judging ? 1 : 0);
+      this.log.info({ judging }, judging ? 'heartbeats landing for a lease: stale owners are taken for dead again'
+        : 'own heartbeat not landing unbroken for a lease: no owner is taken for dead by its heartbeat');
+    }
+    return judging;
   }
 
   private schedule(delayMs: number): void {
@@ -145,7 +174,14 @@ export class Reconciler {
       const result = await this.settler.settle({
         requestId: request.id, userId: request.userId, generationId: request.generationId, cost: found.found,
       });
-      return result;
+      if (result !== 'deferred' || request.lookupAttempts < this.options.attemptsMax) return result;
+      // The cost is known but will not land (each claim's settle was given up): after as many
+      // claims as a lookup gets, it is an operator's, with the cost in the log. A settle that
+      // lands later still wins (the settle statement accepts an unresolved request).
+      await requests.markUnresolved(this.pool, request.id, 'settle_failed', new Date(Date.now() + this.options.backoffMsMax));
+      this.log.error({ requestId: request.id, userId: request.userId, generationId: request.generationId,
+        cost: 'costNano' in found.found ? found.found.costNano.toString() : found.found.raw, attempts: request.lookupAttempts }, 'request unresolved: its settle keeps failing');
+      return 'unresolved_settle_failed';
     }
     if (request.state === 'unresolved') {
       // Still not found: look again rarely, and stop after UNRESOLVED_RETRY_AGE_MAX_MS (an

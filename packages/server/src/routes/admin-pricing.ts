@@ -9,6 +9,7 @@ import { pricing } from '@metergate/db';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
+import { assertStorableText } from '../http/text-fields.js';
 import type { Services } from '../services.js';
 
 const multiplierText = z.string({ error: 'must be a decimal string such as "1.25" (not a number: multipliers are exact)' });
@@ -74,5 +75,6 @@ function parseBody<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
 
 function userParam(req: Request): string {
   const value = req.params.id;
+  assertStorableText(value, 'id');
   return typeof value === 'string' ? value : '';
 }

@@ -10,6 +10,7 @@ import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { LEDGER_CSV_COLUMNS, ledgerCsvRow } from '../http/ledger-csv.js';
 import { entryJson, requestJson, usageJson, userListJson } from '../http/ledger-json.js';
+import { assertStorableQuery } from '../http/text-fields.js';
 import type { Services } from '../services.js';
 import { adminPricingRoutes } from './admin-pricing.js';
 
@@ -104,8 +105,12 @@ export function adminReportRoutes(services: Services, adminToken: string): Route
   return router;
 }
 
-/** Query parameters through a strict schema: unknown, repeated or malformed ones are a 400. */
+/**
+ * Query parameters through a strict schema: unknown, repeated or malformed ones, and text
+ * Postgres could not store, are a 400 naming the parameter.
+ */
 export function parseQuery<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
+  assertStorableQuery((input ?? {}) as Record<string, unknown>);
   const result = schema.safeParse(input ?? {});
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;

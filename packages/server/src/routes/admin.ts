@@ -6,6 +6,7 @@ import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
 import { entryJson, userJson } from '../http/ledger-json.js';
+import { assertStorableText, storableText } from '../http/text-fields.js';
 import type { Services } from '../services.js';
 
 const USER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/;
@@ -13,7 +14,7 @@ const USER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/;
 const createUserBody = z.object({ id: z.string().regex(USER_ID_RE, 'id must be 1-128 characters of A-Z a-z 0-9 . _ @ : + - starting with a letter or digit') });
 const creditBody = z.object({
   amount_usd: z.string({ error: 'amount_usd must be a decimal string such as "5.00" (not a number: money is never a float)' }),
-  note: z.string().max(1000).nullable().optional(),
+  note: storableText.max(1000).nullable().optional(),
   kind: z.enum(['grant', 'adjustment']).default('grant'),
 });
 
@@ -98,7 +99,9 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
   return result.data;
 }
 
+/** A path parameter, refused (400 naming it) if Postgres could not store it as given. */
 function param(req: Request, name: string): string {
   const value = req.params[name];
+  assertStorableText(value, name);
   return typeof value === 'string' ? value : '';
 }

@@ -1,10 +1,18 @@
-import { Router } from 'express';
-import { pendingMigrations } from '@metergate/db';
+import { Router, type NextFunction, type Request, type Response } from 'express';
+import { bearerToken, tokensEqual } from '../auth/api-keys.js';
+import { MetergateError } from '../errors.js';
+import { ReadinessProbe } from '../readiness.js';
 import type { Services } from '../services.js';
 
-/** Liveness, readiness and Prometheus metrics; unauthenticated, as load balancers expect. */
-export function opsRoutes(services: Services): Router {
-  const router = Router();
+/**
+ * Liveness, readiness and Prometheus metrics, as load balancers and Prometheus expect: health
+ * and readiness unauthenticated; metrics too unless METRICS_TOKEN is set. Exact paths only:
+ * Express would otherwise also answer /metrics/ and /METRICS, which a proxy's exact-match
+ * block in front (nginx `location = /metrics`) does not catch.
+ */
+export function opsRoutes(services: Services, adminToken: string): Router {
+  const router = Router({ caseSensitive: true, strict: true });
+  const readiness = new ReadinessProbe(services.pools.write, services.migrations, services.config.readinessCacheMs, services.log);
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', replica: services.config.replicaId });
   });
@@ -13,20 +21,27 @@ export function opsRoutes(services: Services): Router {
       res.status(503).json({ status: 'draining' });
       return;
     }
-    try {
-      const pending = await pendingMigrations(services.pools.write, [...services.migrations]);
-      if (pending.length > 0) {
-        res.status(503).json({ status: 'migrations_pending', pending });
-        return;
-      }
-      res.json({ status: 'ready' });
-    } catch (error) {
-      services.log.warn({ err: error }, 'readiness check failed');
-      res.status(503).json({ status: 'database_unreachable' });
-    }
+    const result = await readiness.check();
+    if (result.ready) res.json({ status: 'ready' });
+    else if (result.status === 'migrations_pending') res.status(503).json({ status: result.status, pending: result.pending });
+    else res.status(503).json({ status: result.status });
   });
-  router.get('/metrics', async (_req, res) => {
+  router.get('/metrics', requireMetricsToken(services.config.metricsToken, adminToken), async (_req, res) => {
     res.type(services.metrics.registry.contentType).send(await services.metrics.registry.metrics());
   });
   return router;
+}
+
+/** With METRICS_TOKEN set: that token or the admin token (the dashboard's), compared in constant time. */
+function requireMetricsToken(metricsToken: string | null, adminToken: string) {
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    if (metricsToken !== null) {
+      const token = bearerToken(req.headers.authorization);
+      // Both compared, always: how long a refusal takes says nothing about which one was near.
+      const metricsOk = token !== null && tokensEqual(token, metricsToken);
+      const adminOk = token !== null && tokensEqual(token, adminToken);
+      if (!metricsOk && !adminOk) throw new MetergateError('invalid_api_key', 'metrics token required: send "Authorization: Bearer <METRICS_TOKEN>"');
+    }
+    next();
+  };
 }

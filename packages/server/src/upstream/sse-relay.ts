@@ -4,7 +4,7 @@ import { DoneSplitter } from './done-splitter.js';
 import type { UpstreamResponse } from './openrouter.js';
 import { SseTap, type TapState } from './sse-tap.js';
 
-export type StreamEnd = 'done' | 'eof' | 'client_closed' | 'upstream_failed';
+export type StreamEnd = 'done' | 'eof' | 'client_closed' | 'client_stalled' | 'upstream_failed';
 
 export interface RelayOutcome {
   end: StreamEnd;
@@ -20,6 +20,12 @@ export interface RelayOptions {
   abort: AbortController;
   requestId: string;
   onGenerationId: (id: string) => void;
+  /**
+   * A write whose drain does not come within this long cuts the client: a client that reads
+   * nothing would otherwise hold the stream, the user's cost barrier and its session forever.
+   */
+  writeStallMsMax: number;
+  onStall?: () => void;
 }
 
 /** Relayed as-is from upstream; everything else the upstream sent about framing is ours. */
@@ -50,13 +56,14 @@ export async function relaySse(upstream: UpstreamResponse, res: ServerResponse, 
       firstByteS ??= (performance.now() - started) / 1000;
       tap.feed(chunk);
       const forward = splitter.push(chunk);
-      if (forward.length > 0) await write(res, forward);
+      if (forward.length > 0) await write(res, forward, options);
     }
     tap.end();
     end = splitter.sawDone ? 'done' : 'eof';
   } catch (error) {
     failure = error;
-    end = options.abort.signal.reason instanceof ClientClosedError || res.destroyed ? 'client_closed' : 'upstream_failed';
+    end = error instanceof ClientStalledError ? 'client_stalled'
+      : options.abort.signal.reason instanceof ClientClosedError || res.destroyed ? 'client_closed' : 'upstream_failed';
     upstream.body.destroy();
   }
   return {
@@ -79,6 +86,13 @@ export class ClientClosedError extends Error {
   constructor() { super('the client closed the connection'); }
 }
 
+export class ClientStalledError extends ClientClosedError {
+  constructor(readonly stallMs: number) {
+    super();
+    this.message = `the client read nothing for ${stallMs} ms; connection cut`;
+  }
+}
+
 function writeHead(upstream: UpstreamResponse, res: ServerResponse, requestId: string): void {
   res.statusCode = upstream.status;
   for (const name of PASSED_HEADERS) {
@@ -92,21 +106,33 @@ function writeHead(upstream: UpstreamResponse, res: ServerResponse, requestId: s
   res.flushHeaders();
 }
 
-async function write(res: ServerResponse, bytes: Buffer): Promise<void> {
+async function write(res: ServerResponse, bytes: Buffer, options: RelayOptions): Promise<void> {
   if (res.destroyed) throw new ClientClosedError();
   if (res.write(bytes)) return;
-  // Backpressure: wait until the client drains (or goes away). The loser's listeners are
-  // removed, or a long stream to a slow client would gather one pair per wait.
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
+  // Backpressure: wait until the client drains (or goes away), but not forever. The loser's
+  // listeners are removed, or a long stream to a slow client would gather one pair per wait.
+  const drained = await new Promise<boolean>((resolve) => {
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      res.off('drain', onDrain);
+      res.off('close', onDrain);
+      resolve(ok);
     };
-    res.on('drain', done);
-    res.on('close', done);
-    if (res.destroyed) done();
+    const onDrain = (): void => done(true);
+    const timer = setTimeout(() => done(false), options.writeStallMsMax);
+    res.on('drain', onDrain);
+    res.on('close', onDrain);
+    if (res.destroyed) done(true);
   });
+  if (!drained) {
+    // Upstream aborted first (with this reason), then the socket: the relay settles the part
+    // the upstream billed, from its usage or the generation lookup.
+    const stalled = new ClientStalledError(options.writeStallMsMax);
+    options.onStall?.();
+    options.abort.abort(stalled);
+    res.destroy();
+    throw stalled;
+  }
   if (res.destroyed) throw new ClientClosedError();
 }
 

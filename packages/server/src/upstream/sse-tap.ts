@@ -4,11 +4,15 @@ export interface UpstreamUsage {
   cost?: unknown;
   prompt_tokens?: unknown;
   completion_tokens?: unknown;
+  is_byok?: unknown;
+  cost_details?: unknown;
 }
 
 export interface TapState {
   generationId: string | null;
+  /** The model and provider that served, as the chunks name them (the last one wins). */
   model: string | null;
+  provider: string | null;
   usage: UpstreamUsage | null;
   /** The mid-stream error event, if the upstream sent one. */
   error: { code?: unknown; message?: unknown } | null;
@@ -22,7 +26,7 @@ export interface TapState {
  * eventsource-parser. Usage is taken from whichever chunk carries it.
  */
 export class SseTap {
-  readonly state: TapState = { generationId: null, model: null, usage: null, error: null, sawDone: false, malformedEvents: 0 };
+  readonly state: TapState = { generationId: null, model: null, provider: null, usage: null, error: null, sawDone: false, malformedEvents: 0 };
   readonly #decoder = new TextDecoder('utf-8');
   readonly #parser = createParser({ onEvent: (event) => this.onEvent(event) });
 
@@ -55,6 +59,7 @@ export class SseTap {
       this.onGenerationId(chunk.id);
     }
     if (typeof chunk.model === 'string') this.state.model = chunk.model;
+    if (typeof chunk.provider === 'string') this.state.provider = chunk.provider;
     if (typeof chunk.usage === 'object' && chunk.usage !== null) this.state.usage = chunk.usage as UpstreamUsage;
     if (typeof chunk.error === 'object' && chunk.error !== null) this.state.error = chunk.error as TapState['error'];
   }
