@@ -1,5 +1,7 @@
 // A throwaway Postgres for tests and benchmarks: DATABASE_URL if set, else an embedded
-// cluster in .test-data/ on a free port, with durability off (it is deleted afterwards).
+// cluster in .test-data/ on a free port (it is deleted afterwards). Tests run it with
+// durability off (nothing in it must survive a crash, and it is faster); benchmarks ask for
+// `durable: true` so their figures include the cost of flushing every commit.
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,12 +20,23 @@ export function freePort() {
   });
 }
 
-export async function startThrowawayPostgres(name, env = process.env) {
+const FAST_UNSAFE = { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' };
+// Postgres's own defaults, spelled out so a postgresql.conf elsewhere cannot weaken them.
+const DURABLE = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' };
+
+/**
+ * @param {string} name directory prefix under .test-data/
+ * @param {NodeJS.ProcessEnv} env DATABASE_URL here is used as is (nothing started)
+ * @param {{ durable?: boolean, settings?: Record<string, string> }} options durable: fsync,
+ *   synchronous_commit and full_page_writes on (default off, for tests); settings: more
+ *   `-c name=value` server settings, applied last.
+ */
+export async function startThrowawayPostgres(name, env = process.env, options = {}) {
   if (env.DATABASE_URL) return { url: env.DATABASE_URL, embedded: false, stop: async () => undefined };
   const dir = path.join(ROOT, '.test-data', `${name}-${process.pid}`);
   const handle = await startEmbeddedPostgres({
     dataDir: dir, port: await freePort(),
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '500' },
+    settings: { ...(options.durable ? DURABLE : FAST_UNSAFE), max_connections: '500', ...options.settings },
   });
   return {
     url: handle.url, embedded: true,
@@ -34,3 +47,4 @@ export async function startThrowawayPostgres(name, env = process.env) {
     },
   };
 }
+
