@@ -13,8 +13,10 @@ export interface PoolsOptions {
   statementTimeoutMs: number;
   idleTimeoutMs: number;
   applicationName: string;
-  onError: (error: Error, pool: 'lock' | 'write') => void;
+  onError: (error: Error, pool: PoolName) => void;
 }
+
+export type PoolName = 'lock' | 'write' | 'beat';
 
 /**
  * Two pools, never one: a lock holder settles its cost on a write client, so if lock holders
@@ -23,6 +25,12 @@ export interface PoolsOptions {
 export interface Pools {
   readonly lock: pg.Pool;
   readonly write: pg.Pool;
+  /**
+   * One client for the replica's heartbeat alone: a write pool saturated by a burst (10,000
+   * new users' key lookups in bench:concurrency) made a live replica miss its beats, and other
+   * replicas take a replica whose beats stop for dead and reconcile its live calls.
+   */
+  readonly beat: pg.Pool;
   end(): Promise<void>;
 }
 
@@ -30,16 +38,18 @@ export function createPools(options: PoolsOptions): Pools {
   assert(options.lockPoolSize >= 1 && options.writePoolSize >= 1, 'pool sizes must be positive');
   const lock = createPool(options, options.lockPoolSize, 'lock');
   const write = createPool(options, options.writePoolSize, 'write');
+  const beat = createPool(options, 1, 'beat');
   return {
     lock,
     write,
+    beat,
     async end() {
-      await Promise.all([lock.end(), write.end()]);
+      await Promise.all([lock.end(), write.end(), beat.end()]);
     },
   };
 }
 
-function createPool(options: PoolsOptions, max: number, name: 'lock' | 'write'): pg.Pool {
+function createPool(options: PoolsOptions, max: number, name: PoolName): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max,

@@ -106,7 +106,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     queueDepth: () => (barrierRef.current?.queued ?? 0) + (servicesRef.current?.admissions.waiting ?? 0),
     pinnedClients: () => barrierRef.current?.pinned ?? 0,
     poolClients: () => [
-      ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write),
+      ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write), ...poolGauges('beat', pools.beat),
     ],
     unsettled: () => unsettledGauges.rows(),
     priceBookModels: () => priceBookRef.current?.size ?? 0,
@@ -144,7 +144,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   // less two intervals, so a live replica's staleness after an outage this replica did not
   // notice stays within the lease.
   const heartbeatGapMsMax = Math.max(config.replicaLeaseMs - 2 * config.heartbeatIntervalMs, 1.5 * config.heartbeatIntervalMs);
-  const heartbeat = new Heartbeat(pools.write, config.replicaId, config.heartbeatIntervalMs, metrics, log, heartbeatGapMsMax);
+  const heartbeat = new Heartbeat(pools.beat, config.replicaId, config.heartbeatIntervalMs, metrics, log, heartbeatGapMsMax);
   const reconciler = new Reconciler(pools.write, costLookup, settler, housekeeping(config, pools, metrics, log), metrics, log, {
     intervalMs: config.reconcileIntervalMs, leaseMs: config.replicaLeaseMs, batchMax: config.reconcileBatchMax,
     concurrency: config.reconcileConcurrency,
