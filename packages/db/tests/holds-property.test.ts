@@ -5,18 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { ledger, requests, users, verify } from '@metergate/db';
 import { createTestDatabase, type TestDatabase } from '@metergate/testkit';
-
-/** mulberry32: a tiny seeded PRNG, so a failure names a seed that reproduces it. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './helpers.js';
 
 const USERS = ['p1', 'p2', 'p3'];
 const ROUNDS = 60;

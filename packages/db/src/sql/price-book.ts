@@ -55,6 +55,17 @@ export async function getPrice(db: Queryable, modelId: string): Promise<ModelPri
 
 export type PriceInput = Omit<ModelPrice, 'source' | 'note' | 'updatedAt'>;
 
+/** The eleven arrays of arrays() below, as rows: $1 … $11. */
+const PRICE_ROWS = `unnest($1::text[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[], $7::numeric[],
+                   $8::numeric[], $9::numeric[], $10::integer[], $11::integer[]) as t(m, p, c, r, i, w, ir, cr, cw, ctx, mct)`;
+
+/** An upsert's new prices and limits (every price column but the key, source and note). */
+const PRICE_UPDATES = `prompt_atto = excluded.prompt_atto, completion_atto = excluded.completion_atto, request_atto = excluded.request_atto,
+       image_atto = excluded.image_atto, web_search_atto = excluded.web_search_atto,
+       internal_reasoning_atto = excluded.internal_reasoning_atto, input_cache_read_atto = excluded.input_cache_read_atto,
+       input_cache_write_atto = excluded.input_cache_write_atto, context_length = excluded.context_length,
+       max_completion_tokens = excluded.max_completion_tokens`;
+
 function arrays(prices: readonly PriceInput[]): unknown[] {
   const column = (pick: (p: PriceInput) => bigint | number | string | null) => prices.map((p) => {
     const value = pick(p);
@@ -76,14 +87,9 @@ export async function upsertUpstreamPrices(db: Queryable, prices: readonly Price
   const result = await db.query(
     `insert into model_prices (${COLUMNS.replace(', source, note, updated_at', '')}, source, updated_at)
      select m, p, c, r, i, w, ir, cr, cw, ctx, mct, 'upstream', now()
-       from unnest($1::text[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[], $7::numeric[],
-                   $8::numeric[], $9::numeric[], $10::integer[], $11::integer[]) as t(m, p, c, r, i, w, ir, cr, cw, ctx, mct)
+       from ${PRICE_ROWS}
      on conflict (model_id) do update set
-       prompt_atto = excluded.prompt_atto, completion_atto = excluded.completion_atto, request_atto = excluded.request_atto,
-       image_atto = excluded.image_atto, web_search_atto = excluded.web_search_atto,
-       internal_reasoning_atto = excluded.internal_reasoning_atto, input_cache_read_atto = excluded.input_cache_read_atto,
-       input_cache_write_atto = excluded.input_cache_write_atto, context_length = excluded.context_length,
-       max_completion_tokens = excluded.max_completion_tokens, updated_at = now()
+${PRICE_UPDATES}, updated_at = now()
      where model_prices.source = 'upstream'`,
     arrays(prices),
   );
@@ -95,14 +101,9 @@ export async function pinPrice(db: Queryable, price: PriceInput, note: string | 
   const result = await db.query<RawPrice>(
     `insert into model_prices (${COLUMNS.replace(', updated_at', '')}, updated_at)
      select m, p, c, r, i, w, ir, cr, cw, ctx, mct, 'operator', $12::text, now()
-       from unnest($1::text[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[], $7::numeric[],
-                   $8::numeric[], $9::numeric[], $10::integer[], $11::integer[]) as t(m, p, c, r, i, w, ir, cr, cw, ctx, mct)
+       from ${PRICE_ROWS}
      on conflict (model_id) do update set
-       prompt_atto = excluded.prompt_atto, completion_atto = excluded.completion_atto, request_atto = excluded.request_atto,
-       image_atto = excluded.image_atto, web_search_atto = excluded.web_search_atto,
-       internal_reasoning_atto = excluded.internal_reasoning_atto, input_cache_read_atto = excluded.input_cache_read_atto,
-       input_cache_write_atto = excluded.input_cache_write_atto, context_length = excluded.context_length,
-       max_completion_tokens = excluded.max_completion_tokens, source = 'operator', note = excluded.note, updated_at = now()
+${PRICE_UPDATES}, source = 'operator', note = excluded.note, updated_at = now()
      returning ${COLUMNS}`,
     [...arrays([price]), note],
   );
