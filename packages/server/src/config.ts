@@ -70,7 +70,6 @@ const envSchema = z.object({
   MODELS_CACHE_MS: int(0, 86_400_000, 60_000),
   AUTH_CACHE_MS: int(0, 60_000, 5_000),
   AUTH_CACHE_ENTRIES_MAX: int(1, 10_000_000, 100_000),
-  KEEPALIVE_MS: int(1_000, 600_000, 15_000),
   HEARTBEAT_INTERVAL_MS: int(50, 600_000, 2_000),
   REPLICA_LEASE_MS: int(200, 3_600_000, 10_000),
   RECONCILE_INTERVAL_MS: int(50, 3_600_000, 5_000),
@@ -154,7 +153,6 @@ export interface Config {
   /** How long a key → user lookup is remembered (0 = never); bounds revocation delay elsewhere. */
   readonly authCacheMs: number;
   readonly authCacheEntriesMax: number;
-  readonly keepaliveMs: number;
   /** Each replica upserts its `replicas` row this often. */
   readonly heartbeatIntervalMs: number;
   /** A replica whose heartbeat is older than this is gone: others reconcile its requests. */
@@ -220,7 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     settleTimeoutMs: e.SETTLE_TIMEOUT_MS, costLookupAttemptsMax: e.COST_LOOKUP_ATTEMPTS_MAX,
     costLookupBackoffMs: e.COST_LOOKUP_BACKOFF_MS, costLookupTasksMax: e.COST_LOOKUP_TASKS_MAX,
     retryEntriesMax: e.RETRY_ENTRIES_MAX, retryAttemptsMax: e.RETRY_ATTEMPTS_MAX, modelsCacheMs: e.MODELS_CACHE_MS,
-    authCacheMs: e.AUTH_CACHE_MS, authCacheEntriesMax: e.AUTH_CACHE_ENTRIES_MAX, keepaliveMs: e.KEEPALIVE_MS,
+    authCacheMs: e.AUTH_CACHE_MS, authCacheEntriesMax: e.AUTH_CACHE_ENTRIES_MAX,
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS, replicaLeaseMs: e.REPLICA_LEASE_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS, reconcileBatchMax: e.RECONCILE_BATCH_MAX,
     reconcileConcurrency: e.RECONCILE_CONCURRENCY, reconcileBackoffMs: e.RECONCILE_BACKOFF_MS,

@@ -80,12 +80,20 @@ QUnit.module('dashboard', (hooks) => {
     const redirect = await fetch(`${stack.url}/admin`, { redirect: 'manual' });
     assert.strictEqual(redirect.status, 308);
     assert.strictEqual(redirect.headers.get('location'), '/admin/');
-    for (const asset of ['dashboard.js', 'dashboard.css', 'uPlot.iife.min.js', 'uPlot.min.css']) {
+    const types: Record<string, string> = {
+      'dashboard.js': 'text/javascript', 'money.js': 'text/javascript', 'dashboard.css': 'text/css',
+      'uPlot.iife.min.js': 'text/javascript', 'uPlot.min.css': 'text/css',
+    };
+    for (const [asset, type] of Object.entries(types)) {
       const response = await fetch(`${stack.url}/admin/ui/${asset}`);
       assert.strictEqual(response.status, 200, asset);
+      assert.ok(response.headers.get('content-type')?.startsWith(type), `${asset} is ${type}`);
+      assert.strictEqual(response.headers.get('cache-control'), 'no-cache', `${asset} is revalidated`);
       assert.ok((await response.text()).length > 100, asset);
     }
     assert.strictEqual((await fetch(`${stack.url}/admin/ui/secret.txt`)).status, 404);
+    // The folder's type-checking config sits beside the served files; it is not one of them.
+    assert.strictEqual((await fetch(`${stack.url}/admin/ui/tsconfig.json`)).status, 404);
     for (const path of ['/admin/usage?group_by=user', '/admin/users', '/admin/requests?state=unsettled', '/admin/ledger', '/admin/users/dash-top']) {
       const anonymous = await fetch(`${stack.url}${path}`);
       assert.strictEqual(anonymous.status, 401, `${path} needs the token`);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { parseNano } from '../money.js';
 import type { Queryable } from './queryable.js';
+import { ROLLUP_MEASURES, ROLLUPS, rollupKeyNames, rollupKeyValues, type Rollup } from './rollups.js';
 
 export type LedgerKind = 'grant' | 'usage' | 'adjustment';
 
@@ -100,34 +101,18 @@ export interface UsageSettlement {
   isByok?: boolean | null;
 }
 
-/** One rollup: its table, its key columns, and the key values computed from the new entry `e`. */
-interface Rollup { table: string; keys: string[]; values: string[] }
-
-/** The same tables and keys as usage_rollups_add() (migrations/0003_reporting.sql, 0004_user_weekly.sql). */
-const ROLLUPS: Rollup[] = [
-  { table: 'usage_hourly', keys: ['user_id', 'bucket', 'model'],
-    values: ['e.user_id', `date_trunc('hour', e.created_at, 'UTC')`, `coalesce(e.model, '')`] },
-  { table: 'usage_user_daily', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('day', e.created_at, 'UTC')`] },
-  { table: 'usage_user_weekly', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('week', e.created_at, 'UTC')`] },
-  { table: 'usage_user_monthly', keys: ['user_id', 'bucket'], values: ['e.user_id', `date_trunc('month', e.created_at, 'UTC')`] },
-  { table: 'usage_user_totals', keys: ['user_id'], values: ['e.user_id'] },
-  { table: 'usage_model_hourly', keys: ['bucket', 'model', 'shard'],
-    values: [`date_trunc('hour', e.created_at, 'UTC')`, `coalesce(e.model, '')`, '(hashtext(e.user_id) & 7)::smallint'] },
-  { table: 'usage_model_daily', keys: ['bucket', 'model', 'shard'],
-    values: [`date_trunc('day', e.created_at, 'UTC')`, `coalesce(e.model, '')`, '(hashtext(e.user_id) & 7)::smallint'] },
-];
-
-const MEASURES = ['requests', 'prompt_tokens', 'completion_tokens', 'upstream_cost_nano', 'charged_nano'];
+/** The rollups (and the migrations' usage_rollups_add(), which cannot share it) are listed in rollups.ts. */
+const MEASURES = ROLLUP_MEASURES;
 
 /** `rollup_n as (insert ... on conflict do update ...)`: adds the new entry to one rollup row. */
 function rollupCte(rollup: Rollup, index: number): string {
   const add = MEASURES.map((m) => `${m} = t.${m} + excluded.${m}`).join(', ');
   return `rollup_${index} as (
-       insert into ${rollup.table} as t (${[...rollup.keys, ...MEASURES].join(', ')})
-       select ${rollup.values.join(', ')}, 1, coalesce(e.prompt_tokens, 0), coalesce(e.completion_tokens, 0),
+       insert into ${rollup.table} as t (${[...rollupKeyNames(rollup), ...MEASURES].join(', ')})
+       select ${rollupKeyValues(rollup, 'e').join(', ')}, 1, coalesce(e.prompt_tokens, 0), coalesce(e.completion_tokens, 0),
               e.upstream_cost_nano, -e.amount_nano
          from entry e
-       on conflict (${rollup.keys.join(', ')}) do update set ${add})`;
+       on conflict (${rollupKeyNames(rollup).join(', ')}) do update set ${add})`;
 }
 
 /**

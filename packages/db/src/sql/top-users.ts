@@ -47,6 +47,7 @@ import assert from 'node:assert/strict';
 import { nextPeriod, periodsCovering, type Period } from './periods.js';
 import { Params } from './params.js';
 import type { Queryable } from './queryable.js';
+import { ROLLUP_MEASURES } from './rollups.js';
 
 /**
  * The caller's usage over the range, as SQL yielding (k, measures...) rows, any number per
@@ -163,7 +164,7 @@ interface Attempt {
   restOverflow: boolean;
 }
 
-const MEASURES = ['requests', 'prompt_tokens', 'completion_tokens', 'upstream_cost_nano', 'charged_nano'] as const;
+const MEASURES = ROLLUP_MEASURES;
 const SUMS = MEASURES.map((m) => `usage_sum(${m}) as ${m}`).join(', ');
 
 /** Steps 2-4 in one statement, and the winners' every measure; the caller checks step 5. */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Queryable } from './queryable.js';
-import { rollupMismatches } from './reports.js';
+import { rollupMismatches } from './reports/rollup-check.js';
 import { inReadSnapshot } from './snapshot.js';
 
 export interface VerifyOptions {

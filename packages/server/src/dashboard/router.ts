@@ -2,9 +2,6 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Router, type Response } from 'express';
 import { MetergateError } from '../errors.js';
-import { DASHBOARD_JS } from './client-js.js';
-import { DASHBOARD_HTML } from './page-html.js';
-import { DASHBOARD_CSS } from './style-css.js';
 
 interface Asset { type: string; body: string | Buffer }
 
@@ -14,10 +11,22 @@ function vendorAsset(file: string, type: string): Asset {
   return { type, body: readFileSync(require.resolve(`uplot/dist/${file}`)) };
 }
 
+/**
+ * The dashboard's own files, served as they are: packages/server/static/dashboard (the browser
+ * script is type-checked there by its own tsconfig in `tsc -b`; nothing is emitted). From
+ * dist/src/dashboard/ that is three levels up; the Docker image copies static/ beside dist/.
+ */
+const STATIC_DIR = new URL('../../../static/dashboard/', import.meta.url);
+
+function ownAsset(file: string, type: string): Asset {
+  return { type, body: readFileSync(new URL(file, STATIC_DIR)) };
+}
+
 function loadAssets(): Map<string, Asset> {
   return new Map([
-    ['dashboard.js', { type: 'text/javascript; charset=utf-8', body: DASHBOARD_JS }],
-    ['dashboard.css', { type: 'text/css; charset=utf-8', body: DASHBOARD_CSS }],
+    ['dashboard.js', ownAsset('dashboard.js', 'text/javascript; charset=utf-8')],
+    ['money.js', ownAsset('money.js', 'text/javascript; charset=utf-8')],
+    ['dashboard.css', ownAsset('dashboard.css', 'text/css; charset=utf-8')],
     ['uPlot.iife.min.js', vendorAsset('uPlot.iife.min.js', 'text/javascript; charset=utf-8')],
     ['uPlot.min.css', vendorAsset('uPlot.min.css', 'text/css; charset=utf-8')],
   ]);
@@ -42,7 +51,7 @@ function send(res: Response, asset: Asset): void {
  */
 export function dashboardRoutes(): Router {
   const assets = loadAssets();
-  const page: Asset = { type: 'text/html; charset=utf-8', body: DASHBOARD_HTML };
+  const page = ownAsset('index.html', 'text/html; charset=utf-8');
   const router = Router();
   router.get('/admin', (req, res) => {
     // Relative asset URLs need the trailing slash.
