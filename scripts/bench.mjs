@@ -19,7 +19,7 @@ import { addSlice, emptyRun, summarize } from './lib/bench-samples.mjs';
 import { ROOT, startThrowawayPostgres } from './lib/throwaway-pg.mjs';
 
 const USAGE = 'usage: npm run bench -- [--barrier serialize|reserve|both] [--profile] [--fast-unsafe] [--users N] ' +
-  '[--concurrency N] [--load-requests N] [--load-seconds S] [--c1-requests N] [--c1-seconds S] [--rounds N] [--warmup-seconds S] [--tokens N]';
+  '[--concurrency N] [--load-requests N] [--load-seconds S] [--c1-requests N] [--c1-seconds S] [--rounds N] [--warmup-seconds S] [--tokens N] [--replica-env NAME=VALUE]';
 const { values: opts } = parseArgs({
   options: {
     barrier: { type: 'string', default: 'serialize' },
@@ -34,6 +34,7 @@ const { values: opts } = parseArgs({
     'warmup-seconds': { type: 'string', default: '2' },
     rounds: { type: 'string' },
     tokens: { type: 'string', default: '16' },
+    'replica-env': { type: 'string', multiple: true, default: [] },
   },
 });
 function positive(name) {
@@ -43,6 +44,12 @@ function positive(name) {
 }
 if (!['serialize', 'reserve', 'both'].includes(opts.barrier)) { console.error(`--barrier must be serialize, reserve or both\n${USAGE}`); process.exit(2); }
 const BARRIERS = opts.barrier === 'both' ? ['serialize', 'reserve'] : [opts.barrier];
+/** --replica-env NAME=VALUE (repeatable): extra settings for the replica, printed with the results. */
+const REPLICA_ENV = Object.fromEntries(opts['replica-env'].map((pair) => {
+  const at = pair.indexOf('=');
+  if (at <= 0) { console.error(`--replica-env takes NAME=VALUE; got ${JSON.stringify(pair)}\n${USAGE}`); process.exit(2); }
+  return [pair.slice(0, at), pair.slice(at + 1)];
+}));
 const USERS = Math.floor(positive('users'));
 const CONCURRENCY = Math.floor(positive('concurrency'));
 const LEVELS = {
@@ -238,6 +245,7 @@ function printReport(meta, replicas, targets, { results, runs }, verified) {
   out.push(`Load: ${USERS} users round robin, ${TOKENS} completion tokens per call; c=1: up to ${LEVELS.c1.requestsMax} requests or ${LEVELS.c1.durationMs / 1000} s; ` +
     `c=${CONCURRENCY}: up to ${LEVELS.load.requestsMax} requests or ${LEVELS.load.durationMs / 1000} s; each in ${ROUNDS} slice(s), the paths taking turns; ` +
     'every path warmed up first. Latency is to the last byte; req/s counts the calls completed inside each slice\'s window.');
+  if (Object.keys(REPLICA_ENV).length > 0) out.push(`Replica settings (--replica-env): ${JSON.stringify(REPLICA_ENV)}`);
   out.push(`Barrier: ${replicas.map((r) => `BARRIER=${r.barrier} passed, the replica reports ${r.reported ?? 'no mode (not confirmed: a replica that predates the BARRIER setting ignores it and serializes)'}`).join('; ')}`);
   for (const r of replicas) {
     if (r.reported !== null && !r.reported.startsWith(r.barrier)) out.push(`!!! BARRIER=${r.barrier} was passed but the replica reports ${r.reported}: its rows are not what they say.`);
@@ -289,7 +297,7 @@ async function main() {
   const replicas = [];
   for (const barrier of BARRIERS) {
     log(`starting Metergate with BARRIER=${barrier}`);
-    const replica = track(await startMetergate({ databaseUrl: db.url, upstreamUrl: sim.url, upstreamKey: SIM_KEY, adminToken: ADMIN, barrier }));
+    const replica = track(await startMetergate({ databaseUrl: db.url, upstreamUrl: sim.url, upstreamKey: SIM_KEY, adminToken: ADMIN, barrier, extraEnv: REPLICA_ENV }));
     replicas.push({ ...replica, barrier });
   }
   log(`creating ${USERS} users`);

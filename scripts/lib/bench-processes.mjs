@@ -74,10 +74,10 @@ export function startLoadGenerator() {
 }
 
 /** One Metergate replica in production mode with BARRIER=<mode>. */
-export async function startMetergate({ databaseUrl, upstreamUrl, upstreamKey, adminToken, barrier }) {
+export async function startMetergate({ databaseUrl, upstreamUrl, upstreamKey, adminToken, barrier, extraEnv = {} }) {
   const replica = await spawnReplica({
     databaseUrl, upstreamUrl, upstreamKey, adminToken,
-    env: { NODE_ENV: 'production', LOG_LEVEL: 'info', BARRIER: barrier, REPLICA_ID: `bench-${barrier}` },
+    env: { NODE_ENV: 'production', LOG_LEVEL: 'info', BARRIER: barrier, REPLICA_ID: `bench-${barrier}`, ...extraEnv },
   });
   return { name: `Metergate ${barrier}`, url: replica.url, pid: replica.pid, stop: () => replica.stop(), reportedBarrier: () => reportedBarrier(replica) };
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { costLockKey } from './lock-key.js';
+import { prepared } from './sql/prepared.js';
 import { sqlState, SqlState } from './pg-errors.js';
 import { acquireClient, PoolTimeoutError } from './pools.js';
 
@@ -184,12 +185,12 @@ export class CostBarrier {
       const started = performance.now();
       // One round trip: the select list is evaluated left to right, so both limits are in
       // force (transaction-local) before the lock is requested.
-      await client.query(
+      await client.query(prepared('cost_lock',
         `select set_config('lock_timeout', $2::text, true),
                 set_config('idle_in_transaction_session_timeout', $3::text, true),
                 pg_advisory_xact_lock($1::bigint)`,
         [costLockKey(userId).toString(), String(lockTimeoutMs), String(holdMsMax)],
-      );
+      ));
       this.options.onLockWait?.((performance.now() - started) / 1000);
     } catch (error) {
       // The pool's statement_timeout may be shorter than lock_timeout (or cancel the wait

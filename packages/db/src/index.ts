@@ -29,3 +29,4 @@ export type { KeyOwner } from './sql/keys.js';
 export * from './price-units.js';
 export * as priceBook from './sql/price-book.js';
 export type { ModelPrice } from './sql/price-book.js';
+export { usePreparedStatements } from './sql/prepared.js';

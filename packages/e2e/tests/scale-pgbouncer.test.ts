@@ -69,6 +69,8 @@ async function start(mode: Mode): Promise<Fixture> {
       replicas: REPLICAS, databaseUrl: bouncer.url,
       env: {
         LOG_LEVEL: 'warn', BARRIER: mode, MIGRATIONS_DATABASE_URL: db.url,
+        // Debian's PgBouncer 1.18 cannot carry named prepared statements across transactions.
+        PG_PREPARED_STATEMENTS: 'false',
         // High enough that no same-user caller is turned away with 503: every call must end 200 or 402.
         BARRIER_QUEUE_DEPTH_MAX: '1000', BARRIER_QUEUE_WAIT_MS: '120000', LOCK_TIMEOUT_MS: '60000',
       },

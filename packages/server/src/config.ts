@@ -42,6 +42,7 @@ const envSchema = z.object({
   BARRIER: z.enum(['serialize', 'reserve'], { message: 'must be "serialize" or "reserve"' }).default('serialize'),
   HOLD_FALLBACK_USD: usdAmount.default(1_000_000_000n),
   ADMISSION_QUEUE_DEPTH_MAX: int(1, 1_000_000, 4_096),
+  PG_PREPARED_STATEMENTS: z.enum(['true', 'false'], { message: 'must be "true" or "false"' }).default('true'),
   PRICE_REFRESH_MS: int(1_000, 7 * 86_400_000, 600_000),
   PRICE_BOOK_RELOAD_MS: int(100, 3_600_000, 30_000),
   // Above 1e6 USD a charge at the largest multiplier (1000) could leave Postgres's bigint.
@@ -118,6 +119,8 @@ export interface Config {
   readonly barrierMode: 'serialize' | 'reserve';
   /** Serialize mode's hold (upstream USD, before the multiplier) for a call the price book cannot bound. */
   readonly holdFallbackNano: bigint;
+  /** Hot statements as named prepared statements (off behind PgBouncer < 1.21 in transaction mode). */
+  readonly pgPreparedStatements: boolean;
   /** Reserve mode: same-user admissions waiting in this process (each a few ms). */
   readonly admissionQueueDepthMax: number;
   /** The shared price book is refetched from upstream /models when older than this. */
@@ -206,7 +209,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: e.METRICS_TOKEN ?? null, metricsRefreshMs: e.METRICS_REFRESH_MS, readinessCacheMs: e.READINESS_CACHE_MS,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     minBalanceNano: e.MIN_BALANCE_USD, barrierMode: e.BARRIER, holdFallbackNano: e.HOLD_FALLBACK_USD,
-    admissionQueueDepthMax: e.ADMISSION_QUEUE_DEPTH_MAX, priceRefreshMs: e.PRICE_REFRESH_MS, priceBookReloadMs: e.PRICE_BOOK_RELOAD_MS,
+    admissionQueueDepthMax: e.ADMISSION_QUEUE_DEPTH_MAX, pgPreparedStatements: e.PG_PREPARED_STATEMENTS === 'true', priceRefreshMs: e.PRICE_REFRESH_MS, priceBookReloadMs: e.PRICE_BOOK_RELOAD_MS,
     callCostMaxNano: e.CALL_COST_MAX_USD,
     lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
     lockTimeoutMs: e.LOCK_TIMEOUT_MS, barrierQueueWaitMs: e.BARRIER_QUEUE_WAIT_MS,

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CostBarrier, createPools, idempotency, loadMigrations, migrate, replicas, requests, type Pools } from '@metergate/db';
+import { CostBarrier, createPools, usePreparedStatements, idempotency, loadMigrations, migrate, replicas, requests, type Pools } from '@metergate/db';
 import { CostLookup } from './billing/cost-lookup.js';
 import { Settler } from './billing/settler.js';
 import { KeyCache } from './auth/key-cache.js';
@@ -50,6 +50,7 @@ export interface Runtime {
 /** Builds one replica: pools, migrations, barrier, upstream client, HTTP server. */
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config, log } = options;
+  usePreparedStatements(config.pgPreparedStatements);
   const pools = createPools({
     connectionString: options.databaseUrl, lockPoolSize: config.lockPoolSize, writePoolSize: config.writePoolSize,
     connectTimeoutMs: config.poolAcquireTimeoutMs, statementTimeoutMs: config.statementTimeoutMs,

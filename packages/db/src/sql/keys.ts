@@ -1,4 +1,5 @@
 import type { Queryable } from './queryable.js';
+import { prepared } from './prepared.js';
 
 export interface KeyOwner { keyId: string; userId: string; revoked: boolean }
 
@@ -12,10 +13,10 @@ export async function insertKey(db: Queryable, key: { id: string; userId: string
 }
 
 export async function findKeyOwner(db: Queryable, hash: Buffer): Promise<KeyOwner | null> {
-  const result = await db.query<{ id: string; user_id: string; revoked: boolean }>(
+  const result = await db.query<{ id: string; user_id: string; revoked: boolean }>(prepared('find_key_owner',
     'select id, user_id, revoked_at is not null as revoked from api_keys where key_hash = $1::bytea',
     [hash],
-  );
+  ));
   const row = result.rows[0];
   return row === undefined ? null : { keyId: row.id, userId: row.user_id, revoked: row.revoked };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { parseNano } from '../money.js';
 import type { Queryable } from './queryable.js';
+import { prepared } from './prepared.js';
 import { ROLLUP_MEASURES, ROLLUPS, rollupKeyNames, rollupKeyValues, type Rollup } from './rollups.js';
 
 export type LedgerKind = 'grant' | 'usage' | 'adjustment';
@@ -181,12 +182,12 @@ export async function settleUsage(
   db: Queryable, usage: UsageSettlement, by: { operatorNote: string } | null = null,
 ): Promise<SettledEntry | null> {
   assert(usage.upstreamCostNano >= 0n, 'usage cost cannot be negative');
-  const result = await db.query<RawEntry & { released_hold_nano: string }>(SETTLE_SQL, [
+  const result = await db.query<RawEntry & { released_hold_nano: string }>(prepared('settle', SETTLE_SQL, [
     usage.requestId, usage.upstreamCostNano.toString(), usage.generationId, usage.promptTokens, usage.completionTokens,
     by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
     // 0008 (served model, provider, BYOK), after 0007's states and note:
     usage.servedModel ?? null, usage.provider ?? null, usage.isByok ?? null,
-  ]);
+  ]));
   const row = result.rows[0];
   return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };
 }

@@ -1,4 +1,5 @@
 import type { Queryable } from './queryable.js';
+import { prepared } from './prepared.js';
 
 export type RequestState = 'in_flight' | 'awaiting_cost' | 'settled' | 'failed' | 'unresolved' | 'voided';
 
@@ -48,7 +49,7 @@ export type AdmitResult = { admitted: true; holdNano: bigint } | { admitted: fal
  */
 export async function admitRequest(db: Queryable, request: NewRequest, admission: Admission): Promise<AdmitResult> {
   const hold = `div($6::bigint::numeric * coalesce(u.multiplier_ppm, s.default_multiplier_ppm) + 999999, 1000000)::bigint`;
-  const result = await db.query<{ hold_nano: string }>(
+  const result = await db.query<{ hold_nano: string }>(prepared('admit_serialize',
     `with account as (
        update users u set held_nano = u.held_nano + ${hold}
          from pricing_settings s
@@ -59,7 +60,7 @@ export async function admitRequest(db: Queryable, request: NewRequest, admission
      returning hold_nano`,
     [request.id, request.userId, request.replicaId, request.model, request.stream,
       admission.upstreamHoldNano.toString(), admission.minBalanceNano.toString(), admission.holdCompletionTokens],
-  );
+  ));
   const row = result.rows[0];
   return row === undefined ? { admitted: false } : { admitted: true, holdNano: BigInt(row.hold_nano) };
 }
@@ -81,7 +82,7 @@ export interface BatchAdmission {
  * Returns the hold (charged nano-USD) of each admitted call by request id.
  */
 export async function admitBatch(db: Queryable, batch: BatchAdmission): Promise<Map<string, bigint>> {
-  const result = await db.query<{ id: string; hold_nano: string }>(
+  const result = await db.query<{ id: string; hold_nano: string }>(prepared('admit_batch',
     `with lock as (select pg_advisory_xact_lock($1::bigint)),
      account as (
        select u.id, u.balance_nano - u.held_nano as available, coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm
@@ -105,7 +106,7 @@ export async function admitBatch(db: Queryable, batch: BatchAdmission): Promise<
     [batch.lockKey.toString(), batch.userId, batch.calls.map((c) => c.id), batch.calls.map((c) => c.model),
       batch.calls.map((c) => c.stream), batch.calls.map((c) => c.upstreamHoldNano.toString()),
       batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId],
-  );
+  ));
   return new Map(result.rows.map((row) => [row.id, BigInt(row.hold_nano)]));
 }
 
@@ -136,11 +137,11 @@ export async function affordability(db: Queryable, userId: string): Promise<Affo
 
 /** Recorded as soon as the first chunk or the X-Generation-Id header names it. */
 export async function recordGenerationId(db: Queryable, requestId: string, generationId: string): Promise<void> {
-  await db.query(
+  await db.query(prepared('record_generation_id',
     `update requests set generation_id = $2::text, updated_at = now()
       where id = $1::uuid and generation_id is distinct from $2::text`,
     [requestId, generationId],
-  );
+  ));
 }
 
 /**
