@@ -54,4 +54,21 @@ QUnit.module('hardening: settle without a price row; bursts a user cannot afford
     assert.true((counts.get(200) ?? 0) >= 1 && (counts.get(402) ?? 0) >= 1, 'some served, the rest refused for credit');
     await assertBooks(assert, stack, 'burst');
   });
+
+  QUnit.test('an absurd max_tokens on a model without listed limits is held at CALL_COST_MAX_USD, not a 500', async (assert) => {
+    const key = await stack.createUser('absurd-budget', '5.00');
+    // A pinned price with neither context length nor output limit: only the client bounds the output.
+    const pinned = await stack.admin('PUT', '/admin/prices', { model: 'vendor/unbounded', prompt: '0.00001', completion: '0.00001' });
+    assert.strictEqual(pinned.status, 200, await pinned.clone().text());
+    // 9e15 tokens × $0.00001: a worst case of ~9e10 USD, past what a Postgres bigint holds in nano-USD.
+    const response = await chat(stack, key, { model: 'vendor/unbounded', max_tokens: 9_000_000_000_000_000, messages: messages() });
+    const text = await response.text();
+    assert.notStrictEqual(response.status, 500, `no internal error: ${text}`);
+    // The simulator does not serve this model: relayed 400 before output, nothing charged, hold released.
+    assert.strictEqual(response.status, 400, text);
+    const { rows } = await stack.db.pool.query<{ held: string; hold: string | null }>(
+      `select u.held_nano::text as held, (select max(hold_nano)::text from requests r where r.user_id = u.id) as hold
+         from users u where u.id = 'absurd-budget'`);
+    assert.deepEqual(rows[0], { held: '0', hold: (1_000n * 1_000_000_000n).toString() }, 'held at the CALL_COST_MAX_USD cap, then released');
+  });
 });

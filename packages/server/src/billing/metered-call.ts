@@ -11,8 +11,8 @@ import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
 import { costFromUsage, type UsageCost, type UsageLike } from './usage-cost.js';
 import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
-import { admitReserve, admitSerialize, type AdmittedCall } from '../holds/admission.js';
-import { defaultBudget, priceRequest, worstCaseNano, type Pricing } from '../holds/worst-case.js';
+import { admitReserve, admitSerialize, cappedHoldNano, type AdmittedCall } from '../holds/admission.js';
+import { defaultBudget, priceRequest, type Pricing } from '../holds/worst-case.js';
 import { markUpstreamStarted } from './upstream-started.js';
 
 export interface CallContext {
@@ -82,7 +82,7 @@ async function refuseIfQueueCannotBeAfforded(services: Services, userId: string,
   if (!(error instanceof BarrierBusyError) || error.reason !== 'queue_full') throw error;
   const afford = await requests.affordability(services.pools.write, userId);
   const budget = pricing.priced ? defaultBudget(pricing.shape) : null;
-  const perCallNano = pricing.priced && budget !== null ? worstCaseNano(pricing.shape, budget) : services.config.holdFallbackNano;
+  const perCallNano = pricing.priced && budget !== null ? cappedHoldNano(services, pricing.shape, budget) : services.config.holdFallbackNano;
   const aheadNano = BigInt(services.config.barrierQueueDepthMax) * perCallNano;
   if (afford !== null && afford.availableAfterInFlightNano - aheadNano <= services.config.minBalanceNano) {
     services.metrics.admissions.inc({ mode: 'serialize', outcome: 'insufficient_credits_queue_full' });

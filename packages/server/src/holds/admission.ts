@@ -18,6 +18,17 @@ export interface AdmittedCall {
   injectedMaxTokens: number | null;
 }
 
+/**
+ * A call's hold in upstream nano-USD: its worst case, but never more than CALL_COST_MAX_USD.
+ * A cost above that is not charged automatically anyway (it ends unresolved, keeping its
+ * hold), and the cap keeps every hold, times any multiplier, inside a Postgres bigint: a
+ * client's max_tokens of 9e15 on a model without listed limits was a 500 before it.
+ */
+export function cappedHoldNano(services: Services, shape: CostShape, budget: bigint): bigint {
+  const worst = worstCaseNano(shape, budget);
+  return worst < services.config.callCostMaxNano ? worst : services.config.callCostMaxNano;
+}
+
 function tokensColumn(budget: bigint | null): number | null {
   return budget === null ? null : Number(budget > INT32_MAX ? INT32_MAX : budget);
 }
@@ -35,7 +46,7 @@ function refused(services: Services, message: string, param?: string): Metergate
 export async function admitSerialize(services: Services, request: NewRequest, pricing: Pricing): Promise<AdmittedCall> {
   const budget = pricing.priced ? defaultBudget(pricing.shape) : null;
   const bounded = pricing.priced && budget !== null;
-  const upstreamHoldNano = bounded ? worstCaseNano(pricing.shape, budget) : services.config.holdFallbackNano;
+  const upstreamHoldNano = bounded ? cappedHoldNano(services, pricing.shape, budget) : services.config.holdFallbackNano;
   const result = await requests.admitRequest(services.pools.write, request, {
     minBalanceNano: services.config.minBalanceNano, upstreamHoldNano, holdCompletionTokens: bounded ? tokensColumn(budget) : null,
   });
@@ -65,7 +76,7 @@ export async function admitReserve(services: Services, request: NewRequest, pric
   const { shape } = pricing;
   if (shape.clientBudget !== null) {
     const budget = defaultBudget(shape)!;
-    const held = await services.admissions.admit(request.userId, holdCall(request, worstCaseNano(shape, budget), budget), signal);
+    const held = await services.admissions.admit(request.userId, holdCall(request, cappedHoldNano(services, shape, budget), budget), signal);
     if (held !== null) return admittedReserve(services, held, null);
     throw await unaffordable(services, request.userId, shape, budget);
   }
@@ -77,7 +88,7 @@ export async function admitReserve(services: Services, request: NewRequest, pric
       const fits = affordableBudget(shape, spareUpstreamNano(services, afford));
       if (fits === null || fits < RESERVE_COMPLETION_TOKENS_MIN) break;
       const budget = fits > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : fits;
-      const held = await admitOne(services, request, holdCall(request, worstCaseNano(shape, budget), budget));
+      const held = await admitOne(services, request, holdCall(request, cappedHoldNano(services, shape, budget), budget));
       if (held !== null) return admittedReserve(services, held, Number(budget));
     }
     throw await unaffordable(services, request.userId, shape, null);
