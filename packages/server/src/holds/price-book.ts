@@ -29,6 +29,8 @@ export class PriceBook {
   #prices = new Map<string, ModelPrice>();
   #timer: NodeJS.Timeout | null = null;
   #tick: Promise<RefreshOutcome> | null = null;
+  /** Aborted by stop(): a refresh hanging on upstream must not hold up shutdown. */
+  readonly #stopped = new AbortController();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -45,12 +47,21 @@ export class PriceBook {
   }
 
   /**
-   * Loads (and if stale refreshes) the book once, then keeps it current on a timer. On a fresh
+   * Loads the book, then keeps it current on a timer. Only with an empty table (a fresh
+   * database) does start-up wait for a refresh from upstream. On a fresh
    * database another replica may hold the refresh claim: wait (bounded) for its prices rather
    * than start with an empty book, which reserve mode would answer with "unpriced" until the
    * next reload.
    */
   async start(): Promise<void> {
+    await this.reload();
+    if (this.#prices.size > 0) {
+      // The shared table already has prices: take traffic with them at once, and let a due
+      // refresh (an upstream call that can take UPSTREAM_TIMEOUT_MS) run in the background.
+      void this.runTick();
+      this.schedule();
+      return;
+    }
     let outcome = await this.runTick();
     const until = Date.now() + 2 * this.options.fetchTimeoutMs;
     // Only while another replica's first refresh is under way: if our own fetch failed (the
@@ -67,6 +78,7 @@ export class PriceBook {
   stop(): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
+    this.#stopped.abort();
   }
 
   /** Re-reads the shared table now (after an operator pinned a price on this replica). */
@@ -80,7 +92,7 @@ export class PriceBook {
     const claimMs = this.options.fetchTimeoutMs * 2;
     if (!(await priceBook.claimRefresh(this.pool, this.options.refreshIntervalMs, claimMs))) return 'not_claimed';
     try {
-      const response = await this.upstream.models(AbortSignal.timeout(this.options.fetchTimeoutMs));
+      const response = await this.upstream.models(AbortSignal.any([AbortSignal.timeout(this.options.fetchTimeoutMs), this.#stopped.signal]));
       const body = await readBody(response.body, MODELS_BYTES_MAX);
       if (response.status !== 200) throw new Error(`upstream /models answered ${response.status}`);
       const listing = parseModelsListing(JSON.parse(body.toString('utf8')) as unknown);
