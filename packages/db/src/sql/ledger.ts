@@ -100,6 +100,10 @@ export interface UsageSettlement {
   provider?: string | null;
   /** Bring-your-own-key call (upstreamCostNano is then OpenRouter's fee + the provider's charge). */
   isByok?: boolean | null;
+  /** 0010: token details of the usage, when it reported them. */
+  cachedTokens?: number | null;
+  cacheWriteTokens?: number | null;
+  reasoningTokens?: number | null;
 }
 
 /** The rollups (and the migrations' usage_rollups_add(), which cannot share it) are listed in rollups.ts. */
@@ -152,11 +156,14 @@ const SETTLE_SQL = `
   entry as (
     insert into ledger_entries (user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
                                 request_id, generation_id, model, prompt_tokens, completion_tokens,
-                                requested_model, provider, is_byok)
+                                requested_model, provider, is_byok,
+                                endpoint, cached_tokens, cache_write_tokens, reasoning_tokens)
     select id, 'usage', -charged_nano, $2::bigint, multiplier_ppm, balance_nano,
            $1::uuid, generation_id, coalesce($8::text, model), $4::integer, $5::integer,
            -- 0008: the ledger (and so every rollup and report) keys by the SERVED model.
-           model, $9::text, $10::boolean
+           model, $9::text, $10::boolean,
+           -- 0010: the endpoint the request was admitted on, and the usage's token details.
+           (select r.endpoint from requests r where r.id = $1::uuid), $11::integer, $12::integer, $13::integer
       from account
     returning ${LEDGER_COLUMNS}),
   ${ROLLUPS.map(rollupCte).join(',\n  ')}
@@ -187,6 +194,8 @@ export async function settleUsage(
     by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
     // 0008 (served model, provider, BYOK), after 0007's states and note:
     usage.servedModel ?? null, usage.provider ?? null, usage.isByok ?? null,
+    // 0010 (token details):
+    usage.cachedTokens ?? null, usage.cacheWriteTokens ?? null, usage.reasoningTokens ?? null,
   ]));
   const row = result.rows[0];
   return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };
