@@ -25,6 +25,7 @@ export function requireUser(services: Services, options: { apiKeyHeader?: boolea
       throw new MetergateError('invalid_api_key', owner === null ? 'invalid API key' : 'this API key has been revoked');
     }
     res.locals.userId = owner.userId;
+    res.locals.keyId = owner.keyId;
     next();
   };
 }

@@ -49,7 +49,10 @@ async function handle(services: Services, endpoint: Endpoint, req: Request, res:
     } else {
       // A key reused on another endpoint with the same body is a different request.
       const keyed = endpoint.name === 'chat' ? req.body : { endpoint: endpoint.name, body: req.body as unknown };
-      await withIdempotency(services, { userId, key, requestId, body: keyed, stream: chat.stream && endpoint.stream !== null }, res,
+      await withIdempotency(services, {
+        userId, key, requestId, body: keyed, stream: chat.stream && endpoint.stream !== null,
+        chatShapedStream: endpoint.name === 'chat',
+      }, res,
         (recorder) => meteredCall(services, { requestId, userId, chat, endpoint, res, onUnsent: (...sent) => recorder.unsent(...sent) }));
     }
   } finally {
