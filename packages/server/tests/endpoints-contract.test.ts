@@ -72,6 +72,29 @@ QUnit.module('every endpoint: contract (serialize)', (hooks) => {
     ]);
   });
 
+  QUnit.test('usage grouped by endpoint, and the endpoint in the ledger CSV', async (assert) => {
+    const user = 'group-endpoint';
+    const key = await stack.createUser(user);
+    for (const [path, body] of [['/v1/responses', RESPONSES], ['/v1/responses', { ...RESPONSES, stream: true }], ['/api/v1/embeddings', EMBEDDINGS]] as const) {
+      await (await post(stack, key, path, body)).text();
+    }
+    await assertBooks(assert, stack, user);
+    const { rows } = await stack.db.pool.query<{ endpoint: string; charged: string; n: number }>(
+      `select endpoint, sum(-amount_nano)::text as charged, count(*)::int as n from ledger_entries
+        where user_id = $1::text and kind = 'usage' group by endpoint order by endpoint`, [user]);
+    const answer = await stack.admin('GET', `/admin/usage?group_by=endpoint&user_id=${user}`);
+    assert.strictEqual(answer.status, 200);
+    const { data } = await answer.json() as { data: Array<{ key: string; requests: number; charged_usd: string }> };
+    assert.deepEqual(data.map((row) => [row.key, row.requests]).sort(), rows.map((row) => [row.endpoint, row.n]));
+    assert.deepEqual(rows.map((row) => row.endpoint), ['embeddings', 'responses']);
+    const csv = await (await stack.admin('GET', `/admin/ledger?user_id=${user}&format=csv`)).text();
+    const [header, ...lines] = csv.trim().split('\r\n');
+    const column = header!.split(',').indexOf('endpoint');
+    assert.true(column > 0, 'endpoint column');
+    const usage = lines.map((line) => line.split(',')).filter((fields) => fields[2] === 'usage');
+    assert.deepEqual(usage.map((fields) => fields[column]).sort(), ['embeddings', 'responses', 'responses']);
+  });
+
   QUnit.test('Idempotency-Key on /v1/responses and /v1/messages: a retry replays, nothing runs or is charged twice', async (assert) => {
     const user = 'idem-endpoints';
     const key = await stack.createUser(user);

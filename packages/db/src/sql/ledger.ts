@@ -29,6 +29,12 @@ export interface LedgerEntry {
   provider: string | null;
   /** Usage settled since 0008: a bring-your-own-key call; null before 0008 and on credits. */
   isByok: boolean | null;
+  /** Usage settled since 0010: the endpoint (chat, responses, messages, completions, embeddings). */
+  endpoint: string | null;
+  /** Usage settled since 0010: token details, when the usage reported them. */
+  cachedTokens: number | null;
+  cacheWriteTokens: number | null;
+  reasoningTokens: number | null;
 }
 
 export interface RawEntry {
@@ -36,10 +42,12 @@ export interface RawEntry {
   multiplier_ppm: string | null; balance_after_nano: string; request_id: string | null; generation_id: string | null;
   model: string | null; prompt_tokens: number | null; completion_tokens: number | null; note: string | null; created_at: Date;
   requested_model: string | null; provider: string | null; is_byok: boolean | null;
+  endpoint: string | null; cached_tokens: number | null; cache_write_tokens: number | null; reasoning_tokens: number | null;
 }
 
 export const LEDGER_COLUMNS = `id, user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
-  request_id, generation_id, model, prompt_tokens, completion_tokens, note, created_at, requested_model, provider, is_byok`;
+  request_id, generation_id, model, prompt_tokens, completion_tokens, note, created_at, requested_model, provider, is_byok,
+  endpoint, cached_tokens, cache_write_tokens, reasoning_tokens`;
 
 export function toLedgerEntry(row: RawEntry): LedgerEntry {
   return {
@@ -60,6 +68,10 @@ export function toLedgerEntry(row: RawEntry): LedgerEntry {
     requestedModel: row.requested_model,
     provider: row.provider,
     isByok: row.is_byok,
+    endpoint: row.endpoint,
+    cachedTokens: row.cached_tokens,
+    cacheWriteTokens: row.cache_write_tokens,
+    reasoningTokens: row.reasoning_tokens,
   };
 }
 
