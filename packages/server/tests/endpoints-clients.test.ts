@@ -92,6 +92,16 @@ QUnit.module('every endpoint, official clients', (hooks) => {
   });
 });
 
+/** The event a client parses as an error, in each endpoint's own stream format. */
+const isErrorEvent: Record<string, (event: string) => boolean> = {
+  '/v1/responses': (event) => (JSON.parse(event.replace(/^data: /, '')) as { type?: string }).type === 'error',
+  '/v1/messages': (event) => event.startsWith('event: error\n') && (JSON.parse(event.split('\ndata: ')[1]!) as { type?: string }).type === 'error',
+  '/v1/completions': (event) => {
+    const chunk = JSON.parse(event.replace(/^data: /, '')) as { error?: unknown; choices?: Array<{ finish_reason?: string }> };
+    return chunk.error !== undefined && chunk.choices?.[0]?.finish_reason === 'error';
+  },
+};
+
 const STREAMING: Array<{ path: string; body: Record<string, unknown> }> = [
   { path: '/v1/responses', body: { model: 'openai/gpt-4o', input: 'hello there' } },
   { path: '/v1/messages', body: { model: 'anthropic/claude-sonnet-4', max_tokens: 200, messages: [{ role: 'user', content: 'hello there' }] } },
@@ -124,6 +134,17 @@ QUnit.module('every endpoint, money paths', (hooks) => {
       assert.true(read.events.length > 3, 'stream relayed');
       assert.strictEqual(await settledState(stack, requestIdOf(lookedUp)), 'settled', 'settled from the lookup');
 
+      const cutShort = await post(key, path, { ...body, stream: true, sim: { cut_after_tokens: 4, completion_tokens: 10 } });
+      const cutRead = await readSse(cutShort);
+      assert.true(isErrorEvent[path]!(cutRead.events.at(-1)!), `an upstream cut ends in this endpoint's error event: ${cutRead.events.at(-1)}`);
+      assert.false(cutRead.text.includes('[DONE]') || cutRead.text.includes('message_stop'), 'no terminal event for a cut stream');
+      assert.strictEqual(await settledState(stack, requestIdOf(cutShort)), 'settled', 'the part billed is settled from the lookup');
+
+      const nonStream = await post(key, path, { ...body, sim: { completion_tokens: 12, error_after_tokens: 3 } });
+      assert.strictEqual(nonStream.status, 200, 'an error during a non-streaming generation: the partial output');
+      await nonStream.text();
+      assert.strictEqual(await settledState(stack, requestIdOf(nonStream)), 'settled');
+
       const abort = new AbortController();
       const cut = await post(key, path, { ...body, stream: true, sim: { completion_tokens: 500, chunk_delay_ms: 20 } }, abort.signal);
       const reader = cut.body!.getReader();
@@ -136,6 +157,22 @@ QUnit.module('every endpoint, money paths', (hooks) => {
       await assertBooks(assert, stack, user);
     });
   }
+
+  QUnit.test('/v1/embeddings: an error costs nothing; a cost missing from the answer comes from the lookup', async (assert) => {
+    const user = 'money-embeddings';
+    const key = await stack.createUser(user);
+    const body = { model: 'openai/text-embedding-3-small', input: 'embed me' };
+    const refused = await post(key, '/v1/embeddings', { ...body, sim: { error_before: { status: 503 } } });
+    assert.strictEqual(refused.status, 503);
+    await refused.text();
+    assert.strictEqual(await settledState(stack, requestIdOf(refused)), 'failed');
+    const noCost = await post(key, '/api/v1/embeddings', { ...body, sim: { omit_usage: true } });
+    assert.strictEqual(noCost.status, 200);
+    await noCost.text();
+    assert.strictEqual(await settledState(stack, requestIdOf(noCost)), 'settled');
+    const billed = await assertBooks(assert, stack, user);
+    assert.true(billed > 0n, 'the input was billed');
+  });
 
   QUnit.test('concurrent same-user calls across endpoints obey the barrier and holds', async (assert) => {
     const user = 'money-mixed';
@@ -150,5 +187,30 @@ QUnit.module('every endpoint, money paths', (hooks) => {
     const row = await stack.db.pool.query<{ balance_nano: string; held_nano: string }>('select balance_nano::text, held_nano::text from users where id = $1::text', [user]);
     assert.strictEqual(row.rows[0]!.held_nano, '0', 'every hold released');
     assert.true(BigInt(row.rows[0]!.balance_nano) >= -10_000_000n, `overdraft within one call: ${row.rows[0]!.balance_nano}`);
+  });
+});
+
+QUnit.module('every endpoint, holds under concurrency (reserve)', (hooks) => {
+  let stack: TestStack;
+  hooks.before(async () => { stack = await startStack({ env: { BARRIER: 'reserve' } }); });
+  hooks.after(async () => { await stack.close(); });
+
+  QUnit.test('concurrent same-user calls across endpoints never hold more than the balance', async (assert) => {
+    const user = 'reserve-mixed';
+    const key = await stack.createUser(user, '0.02');
+    const statuses = await Promise.all(Array.from({ length: 16 }, async (_v, index) => {
+      const { path, body } = STREAMING[index % STREAMING.length]!;
+      const response = await fetch(`${stack.url}${path}`, {
+        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, max_tokens: 400, max_output_tokens: 400, stream: index % 2 === 0, sim: { completion_tokens: 30, chunk_delay_ms: 5 } }),
+      });
+      await response.text();
+      return response.status;
+    }));
+    assert.true(statuses.includes(200) && statuses.every((status) => status === 200 || status === 402), `statuses ${statuses.join(',')}`);
+    await assertBooks(assert, stack, user);
+    const row = await stack.db.pool.query<{ balance_nano: string; held_nano: string }>('select balance_nano::text, held_nano::text from users where id = $1::text', [user]);
+    assert.strictEqual(row.rows[0]!.held_nano, '0', 'every hold released');
+    assert.true(BigInt(row.rows[0]!.balance_nano) >= 0n, `reserve mode never overdraws: ${row.rows[0]!.balance_nano}`);
   });
 });
