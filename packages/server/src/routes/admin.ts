@@ -1,6 +1,6 @@
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { keys, ledger, usdTextToNano, users, type Pools } from '@metergate/db';
+import { inTransaction, keys, ledger, usdTextToNano, users, type Pools } from '@metergate/db';
 import { newApiKey } from '../auth/api-keys.js';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
@@ -56,25 +56,14 @@ export function adminRoutes(services: Services, adminToken: string): Router {
 }
 
 /** The user and its first key commit together: no user without a way in. */
-async function createUserWithKey(pools: Pools, id: string) {
-  const client = await pools.write.connect();
-  try {
-    await client.query('begin');
+function createUserWithKey(pools: Pools, id: string) {
+  return inTransaction(pools.write, async (client) => {
     const user = await users.insertUser(client, id);
-    if (user === null) {
-      await client.query('rollback');
-      return null;
-    }
+    if (user === null) return null;
     const key = newApiKey();
     await keys.insertKey(client, { id: key.id, userId: id, hash: key.hash });
-    await client.query('commit');
     return { ...userJson(user), api_key: key.key, key_id: key.id };
-  } catch (error) {
-    await client.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  }, { rollbackWhen: (created) => created === null });
 }
 
 /** Plain decimals with at most 9 places (nano-USD): nothing is rounded silently. */
