@@ -123,7 +123,7 @@ async function api(path) {
   if (response.status === 401) throw new AuthError('The admin token was refused.');
   if (!response.ok) {
     let message = response.status + ' ' + response.statusText;
-    try { message = (await response.json()).error.message; } catch (ignored) { /* not JSON */ }
+    try { message = (await response.json()).error.message; } catch { /* not JSON: keep the status line */ }
     throw new Error(message);
   }
   return response.json();
