@@ -16,6 +16,7 @@ import { priceJson } from '../http/price-json.js';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
+import { parseBody } from '../http/parse-body.js';
 import { entryJson } from '../http/ledger-json.js';
 import type { Services } from '../services.js';
 
@@ -112,15 +113,6 @@ function requestParam(req: Request): string {
   const id = req.params['id'];
   if (typeof id !== 'string' || !UUID_RE.test(id)) throw new MetergateError('invalid_request', 'the request id must be a UUID', { param: 'id' });
   return id;
-}
-
-function parseBody<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
-  const result = schema.safeParse(input ?? {});
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    throw new MetergateError('invalid_request', `${issue.path.join('.') || 'body'}: ${issue.message}`, { param: issue.path.join('.') || undefined });
-  }
-  return result.data;
 }
 
 /** The bill an operator enters: under its current name or the old one, never two different ones. */
