@@ -98,13 +98,7 @@ async function main() {
     const sim = await startSimulatorProcess();
     cleanup.push(async () => sim.stop());
     let failures = 0;
-    /** --replica-env NAME=VALUE (repeatable): extra replica settings, e.g. pool sizes for a mode that needs them. */
-const REPLICA_ENV = Object.fromEntries(opts['replica-env'].map((pair) => {
-  const at = pair.indexOf('=');
-  if (at <= 0) throw new Error(`--replica-env wants NAME=VALUE, got ${pair}`);
-  return [pair.slice(0, at), pair.slice(at + 1)];
-}));
-for (const mode of S.modes) failures += await benchMode(mode, cluster, sim, cleanup);
+    for (const mode of S.modes) failures += await benchMode(mode, cluster, sim, cleanup);
     return failures === 0 ? 0 : 1;
   } catch (error) {
     console.error(`# bench:concurrency failed: ${error?.stack ?? error}`);

@@ -53,7 +53,7 @@ function runQunit(env) {
   const globs = files.length > 0 ? files : compiledTests();
   const qunit = path.join(root, 'node_modules', 'qunit', 'bin', 'qunit.js');
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [qunit, '--require', './scripts/qunit-setup.cjs', ...globs], { cwd: root, env, stdio: 'inherit' });
+    const child = spawn(process.execPath, [qunit, '--reporter', 'tap', '--require', './scripts/qunit-setup.cjs', ...globs], { cwd: root, env, stdio: 'inherit' });
     child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
   });
 }
@@ -64,7 +64,7 @@ const db = await startThrowawayPostgres('pg').catch((error) => {
   process.stderr.write(`npm test: ${error.message}\n`);
   process.exit(1);
 });
-let code = 1;
+let code;
 try {
   await prepareTemplate(db.url);
   code = await runQunit({ ...process.env, MG_TEST_ADMIN_URL: db.url, MG_TEST_TEMPLATE: TEMPLATE });

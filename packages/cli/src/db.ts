@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { createPools } from '@metergate/db';
+import { CodedError, createPools, inTransaction as transaction } from '@metergate/db';
 import { loadCliConfig, type CliConfig } from './config.js';
 import { CliError } from './errors.js';
 
@@ -41,26 +41,14 @@ export async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise
 }
 
 /** Carries where the failure happened (host:port/db, never the password) to main's report. */
-export class DatabaseCommandError extends Error {
+export class DatabaseCommandError extends CodedError<'database_command_failed'> {
   constructor(readonly databaseLabel: string, override readonly cause: unknown) {
-    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    super('database_command_failed', cause instanceof Error ? cause.message : String(cause), { cause });
   }
 }
 
 /** A transaction on one client: commit when `fn` returns a value, roll back on null or error. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T | null>): Promise<T | null> {
-  const client = await pool.connect();
-  let healthy = true;
-  try {
-    await client.query('begin');
-    const result = await fn(client);
-    // null means "nothing to keep" (not found / conflict): undo whatever ran before the check.
-    await client.query(result === null ? 'rollback' : 'commit');
-    return result;
-  } catch (error) {
-    await client.query('rollback').catch(() => { healthy = false; });
-    throw error;
-  } finally {
-    client.release(!healthy);
-  }
+export function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T | null>): Promise<T | null> {
+  // null means "nothing to keep" (not found / conflict): undo whatever ran before the check.
+  return transaction(pool, fn, { rollbackWhen: (result) => result === null });
 }

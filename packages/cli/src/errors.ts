@@ -1,3 +1,5 @@
+import { CodedError } from '@metergate/db';
+
 /**
  * Exit codes scripts can rely on (documented in `metergate --help` and the README).
  * Commander's own parse errors (unknown option, bad choice, missing argument) are usage errors.
@@ -15,9 +17,9 @@ export const ExitCode = Object.freeze({
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 /** An expected outcome with its exit code; main prints the message and exits with the code. */
-export class CliError extends Error {
+export class CliError extends CodedError<'cli_failed'> {
   constructor(readonly exitCode: ExitCodeValue, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super('cli_failed', message, options);
   }
 }
 

@@ -109,27 +109,29 @@ QUnit.module('cli: ledger, usage, requests, pricing, verify', (hooks) => {
          from ledger_entries where kind = 'usage' group by user_id, model`);
     const sum = (pick: (row: (typeof oracle.rows)[number]) => boolean) => {
       const rows = oracle.rows.filter(pick);
+      const charged = formatNano(rows.reduce((a, r) => a + BigInt(r.charged), 0n));
       return {
         requests: rows.reduce((a, r) => a + r.n, 0), prompt_tokens: rows.reduce((a, r) => a + r.prompt, 0),
         completion_tokens: rows.reduce((a, r) => a + r.completion, 0),
-        cost_usd: formatNano(rows.reduce((a, r) => a + BigInt(r.charged), 0n)), upstream_cost_usd: formatNano(rows.reduce((a, r) => a + BigInt(r.upstream), 0n)),
+        // cost_usd is charged_usd's old name, still sent until 0.2.
+        charged_usd: charged, upstream_cost_usd: formatNano(rows.reduce((a, r) => a + BigInt(r.upstream), 0n)), cost_usd: charged,
       };
     };
     const byUser = await cli('usage', '--group-by', 'user', '--json');
     assert.strictEqual(byUser.code, 0, byUser.stderr);
-    const userRows = (JSON.parse(byUser.stdout) as { data: Array<{ key: string; cost_usd: string }> }).data;
+    const userRows = (JSON.parse(byUser.stdout) as { data: Array<{ key: string; charged_usd: string }> }).data;
     assert.deepEqual(userRows, [...USERS].reverse().map((id) => ({ key: id, ...sum((r) => r.user_id === id) })), 'erin spent most, then dave, then carol');
 
     const byModel = (JSON.parse((await cli('usage', '--group-by', 'model', '--json')).stdout) as { data: Array<{ key: string }> }).data;
     assert.deepEqual(byModel.map((row) => row.key).sort(), [...MODELS].sort());
     for (const row of byModel) assert.deepEqual(row, { key: row.key, ...sum((r) => r.model === row.key) });
 
-    const day = (JSON.parse((await cli('usage', '--group-by', 'day', '--json', '--user', 'carol')).stdout) as { data: Array<{ cost_usd: string }> }).data;
+    const day = (JSON.parse((await cli('usage', '--group-by', 'day', '--json', '--user', 'carol')).stdout) as { data: Array<{ charged_usd: string }> }).data;
     assert.strictEqual(day.length, 1);
-    assert.strictEqual(day[0]!.cost_usd, sum((r) => r.user_id === 'carol').cost_usd);
+    assert.strictEqual(day[0]!.charged_usd, sum((r) => r.user_id === 'carol').charged_usd);
 
     const table = await cli('usage', '--group-by', 'user');
-    assert.ok(table.stdout.includes(sum((r) => r.user_id === 'erin').cost_usd), 'the table shows the exact amount');
+    assert.ok(table.stdout.includes(sum((r) => r.user_id === 'erin').charged_usd), 'the table shows the exact amount');
   });
 
   QUnit.test('users list sorts by balance and filters low balances', async (assert) => {
@@ -171,8 +173,8 @@ QUnit.module('cli: ledger, usage, requests, pricing, verify', (hooks) => {
     const rows = (JSON.parse(open.stdout) as { data: Array<{ id: string; state: string }> }).data;
     assert.deepEqual(rows.map((row) => row.id).sort(), [...openRequests].sort());
     assert.ok(rows.every((row) => row.state === 'awaiting_cost'));
-    const settled = (JSON.parse((await cli('requests', '--state', 'settled', '--user', 'carol', '--json')).stdout) as { data: Array<{ user_id: string; cost_usd: string }> }).data;
-    assert.ok(settled.length > 0 && settled.every((row) => row.user_id === 'carol' && row.cost_usd !== null));
+    const settled = (JSON.parse((await cli('requests', '--state', 'settled', '--user', 'carol', '--json')).stdout) as { data: Array<{ user_id: string; upstream_cost_usd: string; cost_usd: string }> }).data;
+    assert.ok(settled.length > 0 && settled.every((row) => row.user_id === 'carol' && row.upstream_cost_usd !== null && row.cost_usd === row.upstream_cost_usd));
   });
 
   QUnit.test('pricing: set-default, set-user, show; bad multipliers exit 2, unknown users 3', async (assert) => {

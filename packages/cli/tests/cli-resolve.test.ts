@@ -77,14 +77,18 @@ QUnit.module('closing stuck requests by hand (CLI and admin API)', (hooks) => {
       await stack.createUser('api-stuck', '1.00');
       const a = await openWithHold(stack.db.pool, 'api-stuck', 3_000n);
       const b = await openWithHold(stack.db.pool, 'api-stuck', 4_000n);
-      const refused = await stack.admin('POST', `/admin/requests/${a}/settle`, { cost_usd: '0.000002' });
+      const refused = await stack.admin('POST', `/admin/requests/${a}/settle`, { upstream_cost_usd: '0.000002' });
       assert.strictEqual(refused.status, 409, 'in_flight is refused');
       await requests.markUnresolved(stack.db.pool, a, 'x');
       await requests.markUnresolved(stack.db.pool, b, 'x');
-      assert.strictEqual((await stack.admin('POST', `/admin/requests/${a}/settle`, { cost_usd: 0.000002 })).status, 400, 'a JSON number is refused');
+      assert.strictEqual((await stack.admin('POST', `/admin/requests/${a}/settle`, { upstream_cost_usd: 0.000002 })).status, 400, 'a JSON number is refused');
+      assert.strictEqual((await stack.admin('POST', `/admin/requests/${a}/settle`, {})).status, 400, 'the bill is required');
+      const twoNames = await stack.admin('POST', `/admin/requests/${a}/settle`, { upstream_cost_usd: '0.000002', cost_usd: '0.000003' });
+      assert.strictEqual(twoNames.status, 400, 'the old and new names disagreeing is refused, not guessed');
+      // cost_usd is the field's old name, still accepted until 0.2.
       const settled = await stack.admin('POST', `/admin/requests/${a}/settle`, { cost_usd: '0.000002' });
       assert.strictEqual(settled.status, 201, await settled.clone().text());
-      assert.strictEqual((await stack.admin('POST', `/admin/requests/${a}/settle`, { cost_usd: '0.000002' })).status, 409, 'once');
+      assert.strictEqual((await stack.admin('POST', `/admin/requests/${a}/settle`, { upstream_cost_usd: '0.000002' })).status, 409, 'once');
       const voided = await stack.admin('POST', `/admin/requests/${b}/void`, { note: 'no charge' });
       assert.strictEqual(voided.status, 200, await voided.clone().text());
       assert.strictEqual((await stack.admin('POST', `/admin/requests/${randomUUID()}/void`, { note: 'x' })).status, 404);

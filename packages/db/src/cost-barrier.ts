@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
+import { CodedError } from './coded-error.js';
 import { costLockKey } from './lock-key.js';
 import { prepared } from './sql/prepared.js';
 import { sqlState, SqlState } from './pg-errors.js';
@@ -33,9 +34,9 @@ const RETRY_AFTER_MS_MAX = 30_000;
 
 export type BarrierBusyReason = 'queue_full' | 'queue_timeout' | 'pool_timeout' | 'lock_timeout';
 
-export class BarrierBusyError extends Error {
+export class BarrierBusyError extends CodedError<'barrier_busy'> {
   constructor(readonly reason: BarrierBusyReason, readonly retryAfterS: number) {
-    super(`cost barrier busy (${reason})`);
+    super('barrier_busy', `cost barrier busy (${reason})`);
   }
 }
 
@@ -43,9 +44,9 @@ export class BarrierBusyError extends Error {
  * The caller went away while waiting (in the queue, for a pool client, or for the lock): the
  * call is not made, nothing is admitted or held.
  */
-export class CallAbandonedError extends Error {
+export class CallAbandonedError extends CodedError<'call_abandoned'> {
   constructor(readonly stage: 'queue' | 'pool' | 'lock') {
-    super(`the caller left while waiting (${stage})`);
+    super('call_abandoned', `the caller left while waiting (${stage})`);
   }
 }
 

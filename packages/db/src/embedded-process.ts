@@ -105,6 +105,8 @@ function cannotRun(layout: ClusterLayout, program: string, error: NodeJS.ErrnoEx
 function spawnAs(layout: ClusterLayout, program: string, args: string[]): ChildProcess {
   return spawn(path.join(layout.binDir, program), args, {
     stdio: ['ignore', 'pipe', 'pipe'],
+    // The child inherits our environment (PATH, locale, TZ); nothing here is configuration.
+    // eslint-disable-next-line no-restricted-properties
     env: { ...process.env, LC_MESSAGES: 'C' },
     ...(layout.runAs === null ? {} : { uid: layout.runAs.uid, gid: layout.runAs.gid }),
     // Not the postgres user's home (it may not exist) nor the caller's (it may be 0700).

@@ -78,6 +78,7 @@ export async function removeEmbeddedPostgres(dataDir: string): Promise<void> {
 
 /** SIGQUIT (immediate shutdown) to the postmaster recorded in postmaster.pid, if it is still that one. */
 async function stopLeftover(clusterDir: string): Promise<void> {
+  // No pid file: no leftover postmaster to stop.
   const pidText = await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => null);
   const pid = Number(pidText?.split('\n')[0]);
   if (!Number.isInteger(pid) || pid <= 0) return;
@@ -112,7 +113,7 @@ async function probeCluster(url: string): Promise<'ours' | 'postgres' | 'none'> 
     const code = (error as { code?: unknown }).code;
     return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? 'postgres' : 'none';
   } finally {
-    await client.end().catch(() => undefined);
+    await client.end().catch(() => undefined); // a probe: the answer is already known
   }
 }
 

@@ -1,3 +1,5 @@
+export * from './coded-error.js';
+export { inTransaction, type TransactionOptions } from './transaction.js';
 export * from './money.js';
 export * from './lock-key.js';
 export * from './pg-errors.js';

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
+import { CodedError } from './coded-error.js';
 
 /**
  * Migrations take a session advisory lock in Postgres's two-int4 key space, which never
@@ -19,7 +20,9 @@ const RESERVED_NUMBERS: ReadonlySet<number> = new Set([9]);
 
 export interface Migration { name: string; sql: string; checksum: string }
 
-export class MigrationError extends Error {}
+export class MigrationError extends CodedError<'migration_invalid'> {
+  constructor(message: string, options?: { cause?: unknown }) { super('migration_invalid', message, options); }
+}
 
 export async function loadMigrations(dir: string): Promise<Migration[]> {
   const names = (await readdir(dir)).filter((name) => name.endsWith('.sql')).sort();
@@ -87,7 +90,9 @@ async function applyOne(client: pg.ClientBase, migration: Migration): Promise<vo
     await client.query('insert into schema_migrations (name, checksum) values ($1::text, $2::text)', [migration.name, migration.checksum]);
     await client.query('commit');
   } catch (error) {
-    await client.query('rollback');
-    throw new MigrationError(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
+    // A failed rollback (connection gone) must not hide why the migration failed.
+    const rollbackError = await client.query('rollback').then(() => null, (failure: unknown) => failure);
+    const cause = rollbackError === null ? error : new AggregateError([error, rollbackError], 'migration and its rollback failed');
+    throw new MigrationError(`migration ${migration.name} failed: ${(error as Error).message}`, { cause });
   }
 }

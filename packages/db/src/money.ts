@@ -8,14 +8,15 @@
  * round half away from zero. It is the only rounding in the system.
  */
 import assert from 'node:assert/strict';
+import { CodedError } from './coded-error.js';
 
 export const NANO_PER_USD = 1_000_000_000n;
 const DECIMALS = 9;
 const DECIMAL_RE = /^([+-]?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
 
-export class MoneyFormatError extends Error {
+export class MoneyFormatError extends CodedError<'invalid_money'> {
   constructor(readonly input: string) {
-    super(`not a decimal USD amount: ${JSON.stringify(input)}`);
+    super('invalid_money', `not a decimal USD amount: ${JSON.stringify(input)}`);
   }
 }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import { CodedError } from './coded-error.js';
 
 const POOL_BACKSTOP_SLACK_MS = 1_000;
 
@@ -73,9 +74,9 @@ function createPool(options: PoolsOptions, max: number, name: PoolName): pg.Pool
   return pool;
 }
 
-export class PoolTimeoutError extends Error {
+export class PoolTimeoutError extends CodedError<'pool_timeout'> {
   constructor(readonly pool: string, readonly timeoutMs: number) {
-    super(`no ${pool} database client became free within ${timeoutMs} ms`);
+    super('pool_timeout', `no ${pool} database client became free within ${timeoutMs} ms`);
   }
 }
 

@@ -5,6 +5,8 @@
  * so nano-USD is too coarse; 18 decimals hold every price seen. Digits past the 18th decimal
  * round UP: a price is only ever used to bound a cost from above (holds), never to charge.
  */
+import { CodedError } from './coded-error.js';
+
 export const ATTO_PER_NANO = 1_000_000_000n;
 export const ATTO_PER_USD = 1_000_000_000_000_000_000n;
 const ATTO_DECIMALS = 18;
@@ -12,9 +14,9 @@ const ATTO_DECIMALS = 18;
 const ATTO_MAX = 1_000_000n * ATTO_PER_USD;
 const PRICE_RE = /^(\d{1,20})(?:\.(\d{1,60}))?(?:[eE]([+-]?\d{1,3}))?$/;
 
-export class PriceFormatError extends Error {
+export class PriceFormatError extends CodedError<'invalid_price'> {
   constructor(readonly input: unknown, reason: string) {
-    super(`${reason}; got ${JSON.stringify(input)}`);
+    super('invalid_price', `${reason}; got ${JSON.stringify(input)}`);
   }
 }
 

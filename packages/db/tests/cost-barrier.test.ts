@@ -29,6 +29,7 @@ async function holdLock(barrier: CostBarrier, userId: string): Promise<{ release
     await within(TEST_MS, gate, 'held lock release');
     return 'held';
   });
+  // Callers await `done` themselves; this only keeps an early rejection from being unhandled.
   done.catch(() => undefined);
   const pid = await within(5_000, holding, 'taking the lock');
   return { release, done, pid };

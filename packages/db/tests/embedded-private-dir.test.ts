@@ -118,7 +118,7 @@ QUnit.module('embedded Postgres from a 0700 folder', () => {
         `a sentence saying what to do: ${orphaned.result.error}`);
     } finally {
       for (const { child } of launched) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await removeEmbeddedPostgres(dataDir).catch(() => undefined);
+      await removeEmbeddedPostgres(dataDir).catch(() => undefined); // cleanup: the test's verdict stands
       await rm(privateDir, { recursive: true, force: true });
     }
   });

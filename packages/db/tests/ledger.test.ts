@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { ledger, requests, sqlState, SqlState, users, type LedgerEntry } from '@metergate/db';
+import { ledger, requests, sqlState, SqlState, users } from '@metergate/db';
 import { balanceBreaches, createTestDatabase, type TestDatabase } from '@metergate/testkit';
 import { prng, randomBigint, settle, within } from './helpers.js';
 

@@ -64,7 +64,7 @@ QUnit.module('migrate', () => {
             and database = (select oid from pg_database where datname = current_database())`);
       assert.strictEqual(locks.rows[0]!.n, 0, 'the migration lock was released by every run');
     } finally {
-      await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+      await Promise.all(clients.map((c) => c.end().catch(() => undefined))); // cleanup only
       await db.drop();
     }
   });

@@ -34,7 +34,7 @@ QUnit.module('pg-errors (real errors from Postgres and the driver)', (hooks) => 
       const after = await within(5_000, settle(client.query('select 1')));
       assert.true(!after.ok && isDatabaseUnavailable(after.error), 'a query on the dead client');
     } finally {
-      await client.end().catch(() => undefined);
+      await client.end().catch(() => undefined); // the connection was cut on purpose
     }
   });
 
@@ -90,7 +90,7 @@ QUnit.module('pg-errors (real errors from Postgres and the driver)', (hooks) => 
       const after = await within(5_000, settle(client.query('select 1')));
       assert.true(!after.ok && isDatabaseUnavailable(after.error), `a query on the cut client: ${!after.ok && String(after.error)}`);
     } finally {
-      await client.end().catch(() => undefined);
+      await client.end().catch(() => undefined); // the connection was cut on purpose
       await proxy.close();
     }
   });

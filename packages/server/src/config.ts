@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { MoneyFormatError, usdTextToNano } from '@metergate/db';
+import { CodedError, MoneyFormatError, usdTextToNano } from '@metergate/db';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -178,7 +178,9 @@ export interface Config {
   readonly shutdownDeadlineMs: number;
 }
 
-export class ConfigError extends Error {}
+export class ConfigError extends CodedError<'invalid_config'> {
+  constructor(message: string) { super('invalid_config', message); }
+}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(blankToUndefined(env));

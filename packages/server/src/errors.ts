@@ -1,3 +1,5 @@
+import { CodedError } from '@metergate/db';
+
 /**
  * Our operating errors: one base class with a stable `code`, one table from code to HTTP
  * status and OpenAI error `type`. Programmer errors are assertions, not these.
@@ -29,13 +31,14 @@ const TABLE = {
 
 export type ErrorCode = keyof typeof TABLE;
 
-export class MetergateError extends Error {
+/** A CodedError whose code is in the table: the errors that become HTTP answers. */
+export class MetergateError extends CodedError<ErrorCode> {
   constructor(
-    readonly code: ErrorCode,
+    code: ErrorCode,
     message: string,
     readonly options: { retryAfterS?: number; param?: string; cause?: unknown } = {},
   ) {
-    super(message, { cause: options.cause });
+    super(code, message, { cause: options.cause });
   }
 
   get status(): number { return TABLE[this.code].status; }

@@ -47,6 +47,14 @@ export function createMetrics(gauges: Gauges) {
     reconcilerJudging: new client.Gauge({ name: 'metergate_reconciler_judging_heartbeats', help: '1 while this replica takes owners with a stale heartbeat for dead (its own beats have landed unbroken for a lease), else 0', registers: [registry] }),
     idempotency: new client.Counter({ name: 'metergate_idempotency_total', help: 'Idempotency-Key handling by outcome', labelNames: ['outcome'], registers: [registry] }),
   };
+  registerGauges(registry, gauges);
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Gauges computed at scrape time from the replica's state (no query per scrape). */
+function registerGauges(registry: client.Registry, gauges: Gauges): void {
   new client.Gauge({ name: 'metergate_barrier_queue_depth', help: 'Callers waiting in this process behind a same-user call', registers: [registry], collect() { this.set(gauges.queueDepth()); } });
   new client.Gauge({ name: 'metergate_pool_clients_pinned', help: 'Lock-holder clients pinned by active users', registers: [registry], collect() { this.set(gauges.pinnedClients()); } });
   new client.Gauge({
@@ -84,7 +92,4 @@ export function createMetrics(gauges: Gauges) {
     collect() { this.reset(); for (const row of oldestByState) this.set({ state: row.state }, Number(row.heldNano)); },
   });
   new client.Gauge({ name: 'metergate_price_book_models', help: 'Models with a known price in this replica\'s price book', registers: [registry], collect() { this.set(gauges.priceBookModels()); } });
-  return m;
 }
-
-export type Metrics = ReturnType<typeof createMetrics>;

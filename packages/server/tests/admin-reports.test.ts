@@ -55,7 +55,8 @@ QUnit.module('admin reporting API', (hooks) => {
       const expected = await reports.usageSummary(stack.db.pool, { groupBy, limit: 100 });
       assert.deepEqual(data, expected.map((row) => ({
         key: row.key, requests: row.requests, prompt_tokens: row.promptTokens, completion_tokens: row.completionTokens,
-        cost_usd: formatNano(row.chargedNano), upstream_cost_usd: formatNano(row.upstreamCostNano),
+        charged_usd: formatNano(row.chargedNano), upstream_cost_usd: formatNano(row.upstreamCostNano),
+        cost_usd: formatNano(row.chargedNano), // charged_usd's old name, until 0.2
       })), groupBy);
       assert.true(data.length > 0, `${groupBy}: rows`);
     }
@@ -95,7 +96,8 @@ QUnit.module('admin reporting API', (hooks) => {
     const settled = await allPages<Entry>(stack, '/admin/requests?state=settled&limit=6');
     assert.strictEqual(settled.length, 40);
     assert.true(settled.every((r, i) => i === 0 || (settled[i - 1]!.started_at as string) >= (r.started_at as string)), 'newest first');
-    assert.deepEqual(Object.keys(settled[0]!), ['id', 'user_id', 'replica_id', 'model', 'state', 'generation_id', 'cost_usd', 'hold_usd', 'reason', 'lookup_attempts', 'started_at', 'settled_at']);
+    assert.true(settled.every((r) => r.upstream_cost_usd !== null && r.cost_usd === r.upstream_cost_usd), 'cost_usd is the old name of upstream_cost_usd');
+    assert.deepEqual(Object.keys(settled[0]!), ['id', 'user_id', 'replica_id', 'model', 'state', 'generation_id', 'upstream_cost_usd', 'cost_usd', 'hold_usd', 'reason', 'lookup_attempts', 'started_at', 'settled_at']);
   });
 
   QUnit.test('every bad query parameter is a 400 in OpenAI shape naming the parameter; no token is a 401', async (assert) => {

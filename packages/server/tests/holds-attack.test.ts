@@ -114,7 +114,7 @@ for (const mode of ['serialize', 'reserve'] as const) {
         const leaving = chat(stack, key, { model: 'openai/gpt-4o-mini', messages: messages('I will leave') }, { signal: abort.signal });
         await sleep(200);
         abort.abort();
-        await leaving.catch(() => undefined);
+        await leaving.catch(() => undefined); // aborted on purpose: the books below are the verdict
         await sleep(50);
       } finally {
         await blocker.query('rollback');
@@ -138,7 +138,7 @@ for (const mode of ['serialize', 'reserve'] as const) {
         const queued = chat(stack, key, { model: 'openai/gpt-4o-mini', messages: messages('I will leave') }, { signal: abort.signal });
         await sleep(100);
         abort.abort();
-        await queued.catch(() => undefined);
+        await queued.catch(() => undefined); // aborted on purpose: the books below are the verdict
         await (await long).text();
         await waitSettled(stack, user);
         assert.strictEqual(stack.sim.generations().filter((g) => g.user === user).length, 1, 'only the first call reached the upstream');

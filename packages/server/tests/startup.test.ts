@@ -1,7 +1,6 @@
 // `npm start` (packages/server/dist/src/main.js) as a real process: what it says when the
 // embedded Postgres cannot have its port, and when it provisions the funded demo user.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import path from 'node:path';

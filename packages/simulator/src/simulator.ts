@@ -34,6 +34,7 @@ async function closeServer(server: Server, books: Books): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections();
   await closed;
+  // Bounded wait for in-flight books on close; a timeout only means some were still writing.
   await books.whenIdle(CLOSE_SETTLE_MS).catch(() => undefined);
 }
 

@@ -266,7 +266,7 @@ QUnit.module('simulator', (hooks) => {
     }, { signal: controller.signal });
     await delay(30);
     controller.abort();
-    await pending.catch(() => undefined);
+    await pending.catch(() => undefined); // aborted on purpose: the record below is the verdict
     await sim.whenIdle(3_000);
     const record = only(sim);
     assert.false(record.cancelled);

@@ -119,7 +119,7 @@ export async function startNginx(replicaUrls: string[], startTimeoutMs = 10_000)
   } catch (error) {
     const log = await errorLog();
     await stop();
-    throw new Error(`nginx did not start: ${(error as Error).message}\n${output}\n${log}`);
+    throw new Error(`nginx did not start: ${(error as Error).message}\n${output}\n${log}`, { cause: error });
   }
   return {
     url: `http://127.0.0.1:${port}`, port, dir, configPath, errorLog,

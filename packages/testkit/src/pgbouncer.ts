@@ -150,7 +150,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
     await waitForPort(port, options.startTimeoutMs ?? 10_000, () => child.exitCode !== null || child.signalCode !== null, 'pgbouncer');
   } catch (error) {
     await stop();
-    throw new Error(`pgbouncer did not start: ${(error as Error).message}\n${output}`);
+    throw new Error(`pgbouncer did not start: ${(error as Error).message}\n${output}`, { cause: error });
   }
   const url = new URL(options.databaseUrl);
   url.hostname = '127.0.0.1';

@@ -27,9 +27,9 @@ async function requestsCommand(opts: RequestsOptions): Promise<void> {
     state, userId: opts.user ?? null, limit: opts.limit, cursor: opts.cursor ?? null,
   }));
   if (opts.json === true) return printJson({ data: page.requests.map(requestJson), next_cursor: page.nextCursor });
-  printTable(['id', 'user', 'model', 'state', 'cost_usd', 'lookups', 'started_at', 'reason'], page.requests.map((request) => {
+  printTable(['id', 'user', 'model', 'state', 'upstream_cost_usd', 'lookups', 'started_at', 'reason'], page.requests.map((request) => {
     const json = requestJson(request);
-    return [json.id, json.user_id, json.model, json.state, json.cost_usd, json.lookup_attempts, json.started_at, json.reason];
+    return [json.id, json.user_id, json.model, json.state, json.upstream_cost_usd, json.lookup_attempts, json.started_at, json.reason];
   }), { alignRight: [4, 5] });
   if (page.nextCursor !== null) note(`more: --cursor ${page.nextCursor}`);
 }

@@ -16,7 +16,7 @@ export function registerUsage(program: Command): void {
     .option('--user <id>', 'only this user')
     .option('--model <model>', 'only this model')
     .option('--limit <n>', `rows (max ${USAGE_ROWS_MAX})`, limit(USAGE_ROWS_MAX), 50)
-    .option('--json', 'machine output: {"data": [{key, requests, prompt_tokens, completion_tokens, cost_usd, upstream_cost_usd}]}');
+    .option('--json', 'machine output: {"data": [{key, requests, prompt_tokens, completion_tokens, charged_usd, upstream_cost_usd}]} (cost_usd = charged_usd until 0.2)');
   addTimeRange(cmd).action(usageCommand);
 }
 
@@ -28,7 +28,7 @@ async function usageCommand(opts: UsageOptions): Promise<void> {
     groupBy: opts.groupBy, since: opts.since ?? null, until: opts.until ?? null, userId: opts.user ?? null, model: opts.model ?? null, limit: opts.limit,
   }));
   if (opts.json === true) return printJson({ data: rows.map(usageJson) });
-  printTable([opts.groupBy, 'requests', 'prompt_tokens', 'completion_tokens', 'cost_usd', 'upstream_cost_usd', 'margin_usd'],
+  printTable([opts.groupBy, 'requests', 'prompt_tokens', 'completion_tokens', 'charged_usd', 'upstream_cost_usd', 'margin_usd'],
     rows.map((row) => [row.key, row.requests, row.promptTokens, row.completionTokens, formatNano(row.chargedNano),
       formatNano(row.upstreamCostNano), formatNano(row.chargedNano - row.upstreamCostNano)]),
     { alignRight: [1, 2, 3, 4, 5, 6] });

@@ -6,6 +6,7 @@
  * itself) and an optional per-user override.
  */
 import assert from 'node:assert/strict';
+import { CodedError } from '../coded-error.js';
 import { parseNano } from '../money.js';
 import type { Queryable } from './queryable.js';
 
@@ -15,9 +16,9 @@ export const MULTIPLIER_PPM_MAX = 1_000_000_000n;
 
 const MULTIPLIER_RE = /^(\d{1,4})(?:\.(\d{1,6}))?$/;
 
-export class MultiplierFormatError extends Error {
+export class MultiplierFormatError extends CodedError<'invalid_multiplier'> {
   constructor(readonly input: string, reason: string) {
-    super(`${reason}; got ${JSON.stringify(input)}`);
+    super('invalid_multiplier', `${reason}; got ${JSON.stringify(input)}`);
   }
 }
 

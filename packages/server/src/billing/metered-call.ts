@@ -229,6 +229,8 @@ async function failBeforeOutput(services: Services, call: CallContext, upstream:
     const reason = await relayUpstreamError(upstream, call.res, call.requestId, services.metrics);
     await requests.markFailed(services.pools.write, call.requestId, reason);
   } catch (error) {
+    // If this write fails too, the request stays in_flight with its hold; its heartbeat stops
+    // and the reconciler closes it. The relay's error is the one to report.
     await requests.markFailed(services.pools.write, call.requestId, `upstream_${upstream.status}`).catch(() => undefined);
     throw error;
   }

@@ -55,8 +55,12 @@ export function userListJson(user: UserListRow) {
   };
 }
 
-/** cost_usd is what the upstream billed (requests.cost_nano); the ledger has the amount charged. */
+/**
+ * upstream_cost_usd is what the upstream billed (requests.cost_nano); the ledger has the amount
+ * charged. `cost_usd` is its old name, kept for one release (0.2 drops it; see the README).
+ */
 export function requestJson(request: RequestRow) {
+  const upstreamCost = request.costNano === null ? null : formatNano(BigInt(request.costNano));
   return {
     id: request.id,
     user_id: request.userId,
@@ -64,7 +68,9 @@ export function requestJson(request: RequestRow) {
     model: request.model,
     state: request.state,
     generation_id: request.generationId,
-    cost_usd: request.costNano === null ? null : formatNano(BigInt(request.costNano)),
+    upstream_cost_usd: upstreamCost,
+    /** @deprecated the same as upstream_cost_usd; removed in 0.2. */
+    cost_usd: upstreamCost,
     hold_usd: formatNano(BigInt(request.holdNano)),
     reason: request.reason,
     lookup_attempts: request.lookupAttempts,
@@ -73,14 +79,20 @@ export function requestJson(request: RequestRow) {
   };
 }
 
-/** cost_usd = charged; upstream_cost_usd = billed upstream; the margin is their difference. */
+/**
+ * charged_usd = charged; upstream_cost_usd = billed upstream; the margin is their difference.
+ * `cost_usd` is charged_usd's old name, kept for one release (0.2 drops it).
+ */
 export function usageJson(row: UsageRow) {
+  const charged = formatNano(row.chargedNano);
   return {
     key: row.key,
     requests: row.requests,
     prompt_tokens: row.promptTokens,
     completion_tokens: row.completionTokens,
-    cost_usd: formatNano(row.chargedNano),
+    charged_usd: charged,
     upstream_cost_usd: formatNano(row.upstreamCostNano),
+    /** @deprecated the same as charged_usd; removed in 0.2. */
+    cost_usd: charged,
   };
 }

@@ -1,8 +1,9 @@
 /**
  * Closing stuck requests and the price book (admin token).
- * - POST /admin/requests/:id/settle {"cost_usd": "0.0012", "note"?}: charge an awaiting_cost or
- *   unresolved request what the upstream billed (priced with the user's multiplier like any
- *   settle), exactly once, releasing its hold.
+ * - POST /admin/requests/:id/settle {"upstream_cost_usd": "0.0012", "note"?}: charge an
+ *   awaiting_cost or unresolved request what the upstream billed (priced with the user's
+ *   multiplier like any settle), exactly once, releasing its hold. `cost_usd` is the field's
+ *   old name, accepted for one release (0.2 drops it).
  * - POST /admin/requests/:id/void {"note"}: close one without a charge, releasing its hold.
  * - GET /admin/prices, PUT /admin/prices {"model", prices as USD strings...}: the price book the
  *   worst-case holds use; a PUT pins a model's price (refreshes from upstream leave it alone),
@@ -15,6 +16,7 @@ import { priceJson } from '../http/price-json.js';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
+import { parseBody } from '../http/parse-body.js';
 import { entryJson } from '../http/ledger-json.js';
 import type { Services } from '../services.js';
 
@@ -22,8 +24,11 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /** Plain decimals with at most 9 places (nano-USD), non-negative: an upstream bill. */
 const COST_RE = /^\d{1,12}(\.\d{1,9})?$/;
 const note = z.string().min(1).max(1000);
+const costText = (field: string) => z.string({ error: `${field} must be a decimal string such as "0.0012" (not a number: money is never a float)` });
 const settleBody = z.strictObject({
-  cost_usd: z.string({ error: 'cost_usd must be a decimal string such as "0.0012" (not a number: money is never a float)' }),
+  upstream_cost_usd: costText('upstream_cost_usd').optional(),
+  /** @deprecated upstream_cost_usd's old name; removed in 0.2. */
+  cost_usd: costText('cost_usd').optional(),
   note: note.optional(),
 });
 const voidBody = z.strictObject({ note });
@@ -45,11 +50,8 @@ export function adminHoldRoutes(services: Services, adminToken: string): Router 
   router.post('/admin/requests/:id/settle', auth, jsonBody(services), async (req, res) => {
     const id = requestParam(req);
     const body = parseBody(settleBody, req.body);
-    if (!COST_RE.test(body.cost_usd.trim())) {
-      throw new MetergateError('invalid_request', `cost_usd must be a non-negative decimal string with at most 9 decimals; got ${JSON.stringify(body.cost_usd)}`, { param: 'cost_usd' });
-    }
     const entry = await ledger.settleUsage(db, {
-      requestId: id, upstreamCostNano: usdTextToNano(body.cost_usd), generationId: null, promptTokens: null, completionTokens: null,
+      requestId: id, upstreamCostNano: operatorCostNano(body), generationId: null, promptTokens: null, completionTokens: null,
     }, { operatorNote: body.note ?? 'settled by an operator' });
     if (entry === null) throw await notClosable(services, id);
     services.metrics.settles.inc({ outcome: 'settled_by_operator' });
@@ -113,11 +115,18 @@ function requestParam(req: Request): string {
   return id;
 }
 
-function parseBody<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
-  const result = schema.safeParse(input ?? {});
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    throw new MetergateError('invalid_request', `${issue.path.join('.') || 'body'}: ${issue.message}`, { param: issue.path.join('.') || undefined });
+/** The bill an operator enters: under its current name or the old one, never two different ones. */
+function operatorCostNano(body: z.infer<typeof settleBody>): bigint {
+  const field = body.upstream_cost_usd !== undefined ? 'upstream_cost_usd' : 'cost_usd';
+  const text = body.upstream_cost_usd ?? body.cost_usd;
+  if (text === undefined) {
+    throw new MetergateError('invalid_request', 'upstream_cost_usd is required: what the upstream billed, as a decimal string such as "0.0012"', { param: 'upstream_cost_usd' });
   }
-  return result.data;
+  if (body.upstream_cost_usd !== undefined && body.cost_usd !== undefined && body.cost_usd !== body.upstream_cost_usd) {
+    throw new MetergateError('invalid_request', 'send upstream_cost_usd only (cost_usd is its old name, and the two differ)', { param: 'cost_usd' });
+  }
+  if (!COST_RE.test(text.trim())) {
+    throw new MetergateError('invalid_request', `${field} must be a non-negative decimal string with at most 9 decimals; got ${JSON.stringify(text)}`, { param: field });
+  }
+  return usdTextToNano(text);
 }

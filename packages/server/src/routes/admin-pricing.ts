@@ -9,6 +9,7 @@ import { pricing } from '@metergate/db';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
+import { parseBody } from '../http/parse-body.js';
 import { assertStorableText } from '../http/text-fields.js';
 import type { Services } from '../services.js';
 
@@ -62,15 +63,6 @@ async function userPricingJson(services: Services, userId: string) {
     default_multiplier: pricing.formatMultiplier(current.defaultPpm),
     effective_multiplier: pricing.formatMultiplier(current.effectivePpm),
   };
-}
-
-function parseBody<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
-  const result = schema.safeParse(input ?? {});
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const param = issue.code === 'unrecognized_keys' ? issue.keys[0] : issue.path.join('.');
-  const message = issue.code === 'unrecognized_keys' ? `unknown field ${JSON.stringify(param)}` : issue.message;
-  throw new MetergateError('invalid_request', `${param || 'body'}: ${message}`, { param: param || undefined });
 }
 
 function userParam(req: Request): string {

@@ -1,10 +1,11 @@
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { keys, ledger, usdTextToNano, users, type Pools } from '@metergate/db';
+import { inTransaction, keys, ledger, usdTextToNano, users, type Pools } from '@metergate/db';
 import { newApiKey } from '../auth/api-keys.js';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
+import { parseBody } from '../http/parse-body.js';
 import { entryJson, userJson } from '../http/ledger-json.js';
 import { assertStorableText, storableText } from '../http/text-fields.js';
 import type { Services } from '../services.js';
@@ -23,7 +24,7 @@ export function adminRoutes(services: Services, adminToken: string): Router {
   const db = services.pools.write;
   router.use('/admin', requireAdmin(adminToken), jsonBody(services));
   router.post('/admin/users', async (req, res) => {
-    const { id } = parse(createUserBody, req.body);
+    const { id } = parseBody(createUserBody, req.body);
     const created = await createUserWithKey(services.pools, id);
     if (created === null) throw new MetergateError('conflict', `user ${id} already exists`);
     res.status(201).json(created);
@@ -46,7 +47,7 @@ export function adminRoutes(services: Services, adminToken: string): Router {
     res.json({ id: param(req, 'keyId'), revoked: true });
   });
   router.post('/admin/users/:id/credits', async (req, res) => {
-    const body = parse(creditBody, req.body);
+    const body = parseBody(creditBody, req.body);
     const amountNano = parseAmount(body.amount_usd, body.kind);
     const entry = await ledger.appendCredit(db, { userId: param(req, 'id'), kind: body.kind, amountNano, note: body.note ?? null });
     if (entry === null) throw new MetergateError('not_found', `no user ${param(req, 'id')}`);
@@ -56,25 +57,14 @@ export function adminRoutes(services: Services, adminToken: string): Router {
 }
 
 /** The user and its first key commit together: no user without a way in. */
-async function createUserWithKey(pools: Pools, id: string) {
-  const client = await pools.write.connect();
-  try {
-    await client.query('begin');
+function createUserWithKey(pools: Pools, id: string) {
+  return inTransaction(pools.write, async (client) => {
     const user = await users.insertUser(client, id);
-    if (user === null) {
-      await client.query('rollback');
-      return null;
-    }
+    if (user === null) return null;
     const key = newApiKey();
     await keys.insertKey(client, { id: key.id, userId: id, hash: key.hash });
-    await client.query('commit');
     return { ...userJson(user), api_key: key.key, key_id: key.id };
-  } catch (error) {
-    await client.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  }, { rollbackWhen: (created) => created === null });
 }
 
 /** Plain decimals with at most 9 places (nano-USD): nothing is rounded silently. */
@@ -88,15 +78,6 @@ function parseAmount(text: string, kind: 'grant' | 'adjustment'): bigint {
   if (amountNano === 0n) throw new MetergateError('invalid_request', 'amount_usd must not be zero', { param: 'amount_usd' });
   if (kind === 'grant' && amountNano < 0n) throw new MetergateError('invalid_request', 'a grant must be positive; use kind "adjustment" to take credit away', { param: 'amount_usd' });
   return amountNano;
-}
-
-function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
-  const result = schema.safeParse(input ?? {});
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    throw new MetergateError('invalid_request', `${issue.path.join('.') || 'body'}: ${issue.message}`, { param: issue.path.join('.') || undefined });
-  }
-  return result.data;
 }
 
 /** A path parameter, refused (400 naming it) if Postgres could not store it as given. */

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
+import { CodedError } from '@metergate/db';
 import { DONE_LINES, DoneSplitter } from './done-splitter.js';
 import type { UpstreamResponse } from './openrouter.js';
 import { chatStreamReader, SseTap, type StreamReader, type TapState } from './sse-tap.js';
@@ -96,8 +97,8 @@ export async function relaySse(upstream: UpstreamResponse, res: ServerResponse, 
   };
 }
 
-export class ClientClosedError extends Error {
-  constructor() { super('the client closed the connection'); }
+export class ClientClosedError extends CodedError<'client_closed'> {
+  constructor() { super('client_closed', 'the client closed the connection'); }
 }
 
 export class ClientStalledError extends ClientClosedError {

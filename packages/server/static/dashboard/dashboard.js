@@ -14,7 +14,7 @@ const UNSETTLED_SHOWN = 20;
 
 /**
  * The admin API's answers, only the fields read here.
- * @typedef {{ key: string, requests: number, prompt_tokens: number, completion_tokens: number, cost_usd: string, upstream_cost_usd?: string }} UsageRow
+ * @typedef {{ key: string, requests: number, prompt_tokens: number, completion_tokens: number, charged_usd: string, upstream_cost_usd: string }} UsageRow
  * @typedef {{ id: string, balance_usd: string, held_usd: string, available_usd: string, spend_usd?: string, total_usage_usd?: string }} UserRow
  * @typedef {{ id: string, user_id: string, model: string, state: string, started_at: string, reason: string | null }} RequestRow
  */
@@ -123,7 +123,7 @@ async function api(path) {
   if (response.status === 401) throw new AuthError('The admin token was refused.');
   if (!response.ok) {
     let message = response.status + ' ' + response.statusText;
-    try { message = (await response.json()).error.message; } catch (ignored) { /* not JSON */ }
+    try { message = (await response.json()).error.message; } catch { /* not JSON: keep the status line */ }
     throw new Error(message);
   }
   return response.json();
@@ -181,13 +181,13 @@ async function loadSpend() {
   let requests = 0;
   for (const row of body.data) {
     const index = Math.floor((keyTime(row.key) - range.start) / range.stepMs);
-    chargedNano += amountNano(row.cost_usd);
-    upstreamNano += amountNano(row.upstream_cost_usd || row.cost_usd);
+    chargedNano += amountNano(row.charged_usd);
+    upstreamNano += amountNano(row.upstream_cost_usd);
     requests += row.requests;
     if (index < 0 || index >= range.count) continue;
     // Plotted as floats (display only); the totals above stay exact.
-    charged[index] = (charged[index] ?? 0) + Number(row.cost_usd);
-    upstream[index] = (upstream[index] ?? 0) + Number(row.upstream_cost_usd || row.cost_usd);
+    charged[index] = (charged[index] ?? 0) + Number(row.charged_usd);
+    upstream[index] = (upstream[index] ?? 0) + Number(row.upstream_cost_usd);
   }
   byId('spend-total').textContent = nanoToUsd(chargedNano);
   byId('spend-upstream').textContent = nanoToUsd(upstreamNano);
@@ -296,7 +296,7 @@ async function loadTop(groupBy, tbodyId) {
   const body = await api('/admin/usage?group_by=' + groupBy + '&' + sinceParam(range) + '&limit=' + TOP_ROWS);
   fillTable(byId(tbodyId), body.data.map(function (row) {
     /** @type {Row} */
-    const cells = [[row.key, 'key'], [row.requests, 'num'], [row.prompt_tokens + row.completion_tokens, 'num'], [row.cost_usd, 'num money']];
+    const cells = [[row.key, 'key'], [row.requests, 'num'], [row.prompt_tokens + row.completion_tokens, 'num'], [row.charged_usd, 'num money']];
     return cells;
   }), 'no usage in this range');
 }
