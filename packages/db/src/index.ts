@@ -26,6 +26,7 @@ export * as reports from './sql/reports.js';
 export * as pricing from './sql/pricing.js';
 export * as topUsers from './sql/top-users.js';
 export * as periods from './sql/periods.js';
+export * as keyUsage from './sql/key-usage.js';
 export type { LedgerFilters, UsageGroup, UsageRow, UsageQuery, UserListRow, UserListQuery, RequestListQuery } from './sql/reports.js';
 export type { KeyOwner } from './sql/keys.js';
 export * from './price-units.js';

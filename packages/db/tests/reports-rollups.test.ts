@@ -8,6 +8,7 @@ const KEY_SQL: Record<UsageGroup, string> = {
   model: `coalesce(model, '')`,
   day: `to_char(date_trunc('day', created_at, 'UTC') at time zone 'UTC', 'YYYY-MM-DD')`,
   hour: `to_char(date_trunc('hour', created_at, 'UTC') at time zone 'UTC', 'YYYY-MM-DD"T"HH24":00:00Z"')`,
+  endpoint: `coalesce(endpoint, 'chat')`,
 };
 
 function asMap(rows: reports.UsageRow[]): Map<string, Expected> {
@@ -135,7 +136,7 @@ QUnit.module('reports: usage summaries are exact for any range', (hooks) => {
       const since = instant();
       const until = instant();
       if (since !== null && until !== null && since >= until) continue;
-      for (const groupBy of ['user', 'model', 'day', 'hour'] as const) {
+      for (const groupBy of ['user', 'model', 'day', 'hour', 'endpoint'] as const) {
         for (const filter of [{}, { userId: pick(random, userIds) }, { model: pick(random, ['m/a', 'm/b', '']) }, { userId: 'ub', model: 'm/c' }]) {
           const q = { groupBy, since, until, ...filter };
           const actual = await reports.usageSummary(db.pool, { ...q, limit: 100_000 });

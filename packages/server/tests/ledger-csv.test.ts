@@ -7,7 +7,7 @@ function entry(overrides: Partial<LedgerEntry>): LedgerEntry {
     id: '7', userId: 'alice', kind: 'usage', amountNano: -123n, upstreamCostNano: 100n, multiplierPpm: 1_230_000n,
     balanceAfterNano: -5n, requestId: '00000000-0000-4000-8000-000000000001', generationId: 'gen-1', model: 'openai/gpt-4o',
     promptTokens: 3, completionTokens: 4, note: null, createdAt: new Date(Date.UTC(2025, 0, 2, 3, 4, 5)),
-    requestedModel: null, provider: 'OpenAI', isByok: false, ...overrides,
+    requestedModel: null, provider: 'OpenAI', isByok: false, endpoint: 'chat', cachedTokens: null, cacheWriteTokens: null, reasoningTokens: null, ...overrides,
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Books, Generation } from './books.js';
 import type { ChatRequest } from './chat-request.js';
+import type { Format } from './format.js';
 
 /** Everything one accepted chat completion needs while it runs. */
 export interface ChatRun {
@@ -8,6 +9,8 @@ export interface ChatRun {
   readonly books: Books;
   /** Unix seconds, the `created` field of every chunk. */
   readonly created: number;
+  /** How this endpoint frames the generation (chat, responses, messages, completions). */
+  readonly format: Format;
 }
 
 /**

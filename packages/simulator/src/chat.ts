@@ -1,11 +1,16 @@
 import type { ServerResponse } from 'node:http';
 import { settleGeneration } from './billing.js';
 import type { Books } from './books.js';
-import { parseChatRequest, RequestError, type ChatRequest } from './chat-request.js';
+import { parseChatRequest, RequestError, type ChatRequest, type SimEndpoint } from './chat-request.js';
+import { chatFormat } from './chat-format.js';
+import { completionsFormat } from './completions-format.js';
+import type { Format } from './format.js';
+import { messagesFormat } from './messages-format.js';
+import { responsesFormat } from './responses-format.js';
 import type { ChatRun } from './chat-run.js';
 import { newGenerationId } from './ids.js';
 import { runNonStream } from './non-stream-run.js';
-import { sendError } from './respond.js';
+import { sendJson } from './respond.js';
 import { runStream } from './stream-run.js';
 
 export interface ChatDeps {
@@ -25,7 +30,11 @@ const DEFAULT_ERROR_MESSAGES: Record<number, string> = {
   503: 'No endpoints found that can handle the request',
 };
 
-function openRun(deps: ChatDeps, request: ChatRequest): ChatRun {
+const FORMATS: Record<SimEndpoint, () => Format> = {
+  chat: chatFormat, responses: responsesFormat, messages: messagesFormat, completions: completionsFormat,
+};
+
+function openRun(deps: ChatDeps, request: ChatRequest, format: Format): ChatRun {
   const generation = deps.books.open({
     id: newGenerationId(),
     model: request.model.id,
@@ -36,7 +45,7 @@ function openRun(deps: ChatDeps, request: ChatRequest): ChatRun {
     lookup404Ms: request.steering.lookup404Ms ?? deps.lookup404Ms,
     isByok: request.steering.byok,
   });
-  return { request, generation, books: deps.books, created: Math.floor(Date.now() / 1000) };
+  return { request, generation, books: deps.books, created: Math.floor(Date.now() / 1000), format };
 }
 
 /**
@@ -52,20 +61,21 @@ function answerErrorBefore(run: ChatRun, res: ServerResponse): void {
   const headers: Record<string, string> = { 'X-Generation-Id': run.generation.record.id };
   if (failure.retryAfterS !== null) headers['Retry-After'] = String(failure.retryAfterS);
   const message = failure.message ?? DEFAULT_ERROR_MESSAGES[failure.status] ?? 'Error';
-  sendError(res, failure.status, message, { metadata: failure.metadata, headers });
+  sendJson(res, failure.status, run.format.errorBody(failure.status, message, failure.metadata, run.generation.record.id), headers);
 }
 
-/** POST /chat/completions with an already parsed JSON body. */
-export async function handleChat(deps: ChatDeps, body: unknown, res: ServerResponse): Promise<void> {
+/** POST /chat/completions (or another generating endpoint) with an already parsed JSON body. */
+export async function handleChat(deps: ChatDeps, body: unknown, res: ServerResponse, endpoint: SimEndpoint = 'chat'): Promise<void> {
+  const format = FORMATS[endpoint]();
   let request: ChatRequest;
   try {
-    request = parseChatRequest(body, deps.defaults);
+    request = parseChatRequest(body, deps.defaults, endpoint);
   } catch (error) {
     if (!(error instanceof RequestError)) throw error;
-    sendError(res, 400, error.message);
+    sendJson(res, 400, format.errorBody(400, error.message, null, null));
     return;
   }
-  const run = openRun(deps, request);
+  const run = openRun(deps, request, format);
   try {
     if (request.steering.errorBefore !== null) answerErrorBefore(run, res);
     else if (request.stream) await runStream(run, res);

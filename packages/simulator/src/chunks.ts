@@ -75,6 +75,8 @@ export function completionBody(
 ): string {
   const body: Record<string, unknown> = {
     ...base(run, 'chat.completion'),
+    // OpenAI's chat.completion object has it (null when unknown); the official @openrouter/sdk requires the key.
+    system_fingerprint: null,
     choices: [{
       index: 0,
       logprobs: null,

@@ -5,7 +5,9 @@ import { handleChat } from './chat.js';
 import { nowMs } from './clock.js';
 import { handleControl } from './control.js';
 import { handleGenerationLookup } from './generation-lookup.js';
-import { MODELS_LISTING_JSON } from './models.js';
+import { modelsListingJson } from './models.js';
+import { handleEmbeddings } from './embeddings.js';
+import type { SimEndpoint } from './chat-request.js';
 import { sendError, sendJson } from './respond.js';
 import { isObject } from './steering.js';
 import type { RequestLogEntry } from './types.js';
@@ -49,15 +51,23 @@ function rejectUnauthorized(deps: HandlerDeps, req: IncomingMessage, res: Server
   return true;
 }
 
+/** The generating endpoints (openrouter-endpoints.md), one run logic, each in its own framing. */
+const GENERATING: Record<string, SimEndpoint> = {
+  '/chat/completions': 'chat', '/responses': 'responses', '/messages': 'messages', '/completions': 'completions',
+};
+
 async function route(deps: HandlerDeps, req: IncomingMessage, res: ServerResponse, path: string, url: URL, parsed: ParsedBody): Promise<void> {
   const method = req.method ?? 'GET';
   if (path === '/models' && method === 'GET') {
-    sendJson(res, 200, MODELS_LISTING_JSON);
+    sendJson(res, 200, modelsListingJson(url.searchParams.get('output_modalities')));
   } else if (path === '/generation' && method === 'GET') {
     handleGenerationLookup(deps.books, url, res);
-  } else if (path === '/chat/completions' && method === 'POST') {
+  } else if (Object.hasOwn(GENERATING, path) && method === 'POST') {
     if (!parsed.ok) sendError(res, 400, 'Invalid JSON in request body');
-    else await handleChat(deps, parsed.value, res);
+    else await handleChat(deps, parsed.value, res, GENERATING[path]);
+  } else if (path === '/embeddings' && method === 'POST') {
+    if (!parsed.ok) sendError(res, 400, 'Invalid JSON in request body');
+    else await handleEmbeddings(deps, parsed.value, res);
   } else {
     sendError(res, 404, `Not found: ${method} ${url.pathname}`);
   }

@@ -49,6 +49,21 @@ export const MODELS: readonly ModelSpec[] = [
 
 const MODELS_BY_ID = new Map(MODELS.map((model) => [model.id, model]));
 
+/**
+ * Embedding models: priced per input token, no output. GET /models lists them only with
+ * `output_modalities=embeddings` or `all` (openrouter-endpoints.md); /embeddings serves only them.
+ */
+export const EMBEDDING_MODELS: readonly ModelSpec[] = [
+  {
+    id: 'openai/text-embedding-3-small', name: 'OpenAI: Text Embedding 3 Small', providerName: 'OpenAI',
+    contextLength: 8_192, maxCompletionTokens: null, price: price(20n, 0n),
+  },
+];
+
+export function findEmbeddingModel(id: string): ModelSpec | undefined {
+  return EMBEDDING_MODELS.find((model) => model.id === id);
+}
+
 export function findModel(id: string): ModelSpec | undefined {
   return MODELS_BY_ID.get(id);
 }
@@ -59,14 +74,14 @@ export function priceOf(model: ModelSpec, promptTokens: number, completionTokens
   return BigInt(promptTokens) * promptNano + BigInt(completionTokens) * completionNano + requestNano;
 }
 
-function listingEntry(model: ModelSpec): Record<string, unknown> {
+function listingEntry(model: ModelSpec, output = 'text'): Record<string, unknown> {
   return {
     id: model.id,
     canonical_slug: model.id,
     name: model.name,
     created: 1_700_000_000,
     context_length: model.contextLength,
-    architecture: { modality: 'text->text', input_modalities: ['text'], output_modalities: ['text'] },
+    architecture: { modality: `text->${output}`, input_modalities: ['text'], output_modalities: [output] },
     top_provider: {
       context_length: model.contextLength,
       max_completion_tokens: model.maxCompletionTokens,
@@ -86,4 +101,13 @@ function listingEntry(model: ModelSpec): Record<string, unknown> {
 }
 
 /** The body of GET /models, serialized once: the list never changes. */
-export const MODELS_LISTING_JSON = JSON.stringify({ data: MODELS.map(listingEntry) });
+export const MODELS_LISTING_JSON = JSON.stringify({ data: MODELS.map((model) => listingEntry(model)) });
+
+const EMBEDDINGS_LISTING = EMBEDDING_MODELS.map((model) => listingEntry(model, 'embeddings'));
+
+/** GET /models?output_modalities=…: text models by default, embeddings or both on request. */
+export function modelsListingJson(outputModalities: string | null): string {
+  if (outputModalities === 'embeddings') return JSON.stringify({ data: EMBEDDINGS_LISTING });
+  if (outputModalities === 'all') return JSON.stringify({ data: [...MODELS.map((model) => listingEntry(model)), ...EMBEDDINGS_LISTING] });
+  return MODELS_LISTING_JSON;
+}

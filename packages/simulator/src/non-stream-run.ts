@@ -1,7 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import { settleGeneration, usageObject, type Charge } from './billing.js';
+import { settleGeneration, type Charge } from './billing.js';
 import { stopPoint, type ChatRun } from './chat-run.js';
-import { completionBody } from './chunks.js';
 import { nowMs, sleep } from './clock.js';
 import { completionText } from './lorem.js';
 import { sendJson } from './respond.js';
@@ -18,7 +17,7 @@ function settle(run: ChatRun, completionTokens: number, finishReason: FinishReas
  * leaving: generation runs to its end and is billed in full. Only a simulator shutdown stops it.
  */
 export async function runNonStream(run: ChatRun, res: ServerResponse): Promise<void> {
-  const { steering, promptTokens } = run.request;
+  const { steering } = run.request;
   const end = stopPoint(run);
   const generationMs = steering.latencyMs + Math.max(0, end.tokens - 1) * steering.chunkDelayMs;
   const stop = run.generation.stop.signal;
@@ -38,8 +37,8 @@ export async function runNonStream(run: ChatRun, res: ServerResponse): Promise<v
   const charge = settle(run, end.tokens, finishReason);
   const withUsage = end.reason !== 'error' || steering.usageOnError;
   const usage = withUsage
-    ? usageObject(promptTokens, end.tokens, charge, !steering.omitUsage)
+    ? run.format.usage(run, end.tokens, charge, !steering.omitUsage)
     : undefined;
-  const body = completionBody(run, completionText(end.tokens), finishReason, usage);
+  const body = run.format.body(run, completionText(end.tokens), finishReason, usage);
   sendJson(res, 200, body, { 'X-Generation-Id': run.generation.record.id });
 }

@@ -24,3 +24,10 @@ export function countPromptTokens(messages: readonly unknown[]): number {
   }
   return Math.max(1, Math.ceil(chars / CHARS_PER_TOKEN));
 }
+
+/** Plain strings (a Responses `input`, a legacy `prompt`, embeddings' inputs), non-strings ignored. */
+export function countTextTokens(texts: readonly unknown[]): number {
+  let chars = 0;
+  for (const text of texts) if (typeof text === 'string') chars += text.length;
+  return Math.max(1, Math.ceil(chars / CHARS_PER_TOKEN));
+}

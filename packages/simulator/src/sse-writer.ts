@@ -80,6 +80,16 @@ export class SseWriter {
     return this.send(`data: ${json}\n\n`, false);
   }
 
+  /** One event, named (`event:` line) when the format names it. */
+  frame(frame: { event?: string; data: string }): Promise<void> {
+    return this.send(frameText(frame), false);
+  }
+
+  /** The last event; ends the response. */
+  finishFrame(frame: { event?: string; data: string }): Promise<void> {
+    return this.send(frameText(frame), true);
+  }
+
   /** Writes the last event and ends the response (terminating chunk included). */
   finish(json: string): Promise<void> {
     return this.send(`data: ${json}\n\n`, true);
@@ -133,4 +143,8 @@ export class SseWriter {
       this.res.on('close', done);
     });
   }
+}
+
+function frameText(frame: { event?: string; data: string }): string {
+  return frame.event === undefined ? `data: ${frame.data}\n\n` : `event: ${frame.event}\ndata: ${frame.data}\n\n`;
 }

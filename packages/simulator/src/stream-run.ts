@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
-import { settleGeneration, usageObject, type Charge } from './billing.js';
+import { settleGeneration, type Charge } from './billing.js';
 import { stopPoint, type ChatRun } from './chat-run.js';
-import { contentChunk, errorChunk, finishChunk, usageChunk } from './chunks.js';
+import type { Frame } from './format.js';
 import { nextTurn, nowMs, sleep } from './clock.js';
 import { tokenText } from './lorem.js';
 import { SseWriter } from './sse-writer.js';
@@ -53,7 +53,7 @@ async function emitTokens(run: ChatRun, writer: SseWriter, count: number): Promi
     await pace(run, writer, produced);
     if (stop.aborted) break;
     if (produced === 0) run.generation.firstTokenAtMs = nowMs();
-    if (!writer.closed) await writer.data(contentChunk(run, tokenText(produced)));
+    if (!writer.closed) await writer.frame(run.format.content(run, tokenText(produced)));
     produced += 1;
     if (commentEveryTokens > 0 && produced % commentEveryTokens === 0 && produced < count) {
       await writer.comment();
@@ -67,27 +67,27 @@ function settle(run: ChatRun, completionTokens: number, finishReason: FinishReas
   return settleGeneration(books, generation, request.model, { completionTokens, finishReason, cancelled });
 }
 
-/** The normal end: finish chunk, usage (separate or on the finish chunk), [DONE]. */
-async function finishNormally(run: ChatRun, writer: SseWriter, produced: number): Promise<void> {
-  const { steering, plannedFinish, promptTokens } = run.request;
-  const charge = settle(run, produced, plannedFinish);
-  const usage = usageObject(promptTokens, produced, charge);
-  if (steering.omitUsage) {
-    await writer.data(finishChunk(run, plannedFinish));
-  } else if (steering.usageInLastChoiceChunk) {
-    await writer.data(finishChunk(run, plannedFinish, usage));
-  } else {
-    await writer.data(finishChunk(run, plannedFinish));
-    await writer.data(usageChunk(run, usage));
+/** Writes the frames, the last one ending the response. */
+async function writeLast(writer: SseWriter, frames: Frame[]): Promise<void> {
+  for (const [index, frame] of frames.entries()) {
+    if (index === frames.length - 1) await writer.finishFrame(frame);
+    else await writer.frame(frame);
   }
-  await writer.finish('[DONE]');
+}
+
+/** The normal end in the endpoint's framing (chat: finish chunk, usage separate or on it, [DONE]). */
+async function finishNormally(run: ChatRun, writer: SseWriter, produced: number): Promise<void> {
+  const { steering, plannedFinish } = run.request;
+  const charge = settle(run, produced, plannedFinish);
+  const usage = steering.omitUsage ? null : run.format.usage(run, produced, charge, true);
+  await writeLast(writer, run.format.finish(run, plannedFinish, usage));
 }
 
 async function finishWithError(run: ChatRun, writer: SseWriter, produced: number): Promise<void> {
-  const { steering, promptTokens } = run.request;
+  const { steering } = run.request;
   const charge = settle(run, produced, 'error');
-  const usage = steering.usageOnError ? usageObject(promptTokens, produced, charge) : undefined;
-  await writer.finish(errorChunk(run, usage));
+  const usage = steering.usageOnError ? run.format.usage(run, produced, charge, true) : null;
+  await writeLast(writer, run.format.error(run, usage));
 }
 
 /** Serves `stream: true`: headers and a comment at once, then one event per token. */
@@ -100,6 +100,7 @@ export async function runStream(run: ChatRun, res: ServerResponse): Promise<void
   }
   writer.open(run.generation.record.id);
   await writer.comment();
+  for (const frame of run.format.opening(run)) await writer.frame(frame);
   await awaitFirstToken(run, writer);
   const end = stopPoint(run);
   const produced = await emitTokens(run, writer, end.tokens);

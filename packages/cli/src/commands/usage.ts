@@ -12,7 +12,7 @@ const USAGE_ROWS_MAX = 10_000;
 export function registerUsage(program: Command): void {
   const cmd = program.command('usage')
     .description('usage summed by user, model, day or hour (UTC), most charged first: requests, tokens, amount charged and upstream cost')
-    .addOption(new Option('--group-by <group>', 'group by').choices(['user', 'model', 'day', 'hour']).makeOptionMandatory())
+    .addOption(new Option('--group-by <group>', 'group by').choices(['user', 'model', 'day', 'hour', 'endpoint']).makeOptionMandatory())
     .option('--user <id>', 'only this user')
     .option('--model <model>', 'only this model')
     .option('--limit <n>', `rows (max ${USAGE_ROWS_MAX})`, limit(USAGE_ROWS_MAX), 50)

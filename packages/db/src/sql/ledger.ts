@@ -29,6 +29,12 @@ export interface LedgerEntry {
   provider: string | null;
   /** Usage settled since 0008: a bring-your-own-key call; null before 0008 and on credits. */
   isByok: boolean | null;
+  /** Usage settled since 0010: the endpoint (chat, responses, messages, completions, embeddings). */
+  endpoint: string | null;
+  /** Usage settled since 0010: token details, when the usage reported them. */
+  cachedTokens: number | null;
+  cacheWriteTokens: number | null;
+  reasoningTokens: number | null;
 }
 
 export interface RawEntry {
@@ -36,10 +42,12 @@ export interface RawEntry {
   multiplier_ppm: string | null; balance_after_nano: string; request_id: string | null; generation_id: string | null;
   model: string | null; prompt_tokens: number | null; completion_tokens: number | null; note: string | null; created_at: Date;
   requested_model: string | null; provider: string | null; is_byok: boolean | null;
+  endpoint: string | null; cached_tokens: number | null; cache_write_tokens: number | null; reasoning_tokens: number | null;
 }
 
 export const LEDGER_COLUMNS = `id, user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
-  request_id, generation_id, model, prompt_tokens, completion_tokens, note, created_at, requested_model, provider, is_byok`;
+  request_id, generation_id, model, prompt_tokens, completion_tokens, note, created_at, requested_model, provider, is_byok,
+  endpoint, cached_tokens, cache_write_tokens, reasoning_tokens`;
 
 export function toLedgerEntry(row: RawEntry): LedgerEntry {
   return {
@@ -60,6 +68,10 @@ export function toLedgerEntry(row: RawEntry): LedgerEntry {
     requestedModel: row.requested_model,
     provider: row.provider,
     isByok: row.is_byok,
+    endpoint: row.endpoint,
+    cachedTokens: row.cached_tokens,
+    cacheWriteTokens: row.cache_write_tokens,
+    reasoningTokens: row.reasoning_tokens,
   };
 }
 
@@ -100,6 +112,10 @@ export interface UsageSettlement {
   provider?: string | null;
   /** Bring-your-own-key call (upstreamCostNano is then OpenRouter's fee + the provider's charge). */
   isByok?: boolean | null;
+  /** 0010: token details of the usage, when it reported them. */
+  cachedTokens?: number | null;
+  cacheWriteTokens?: number | null;
+  reasoningTokens?: number | null;
 }
 
 /** The rollups (and the migrations' usage_rollups_add(), which cannot share it) are listed in rollups.ts. */
@@ -152,11 +168,14 @@ const SETTLE_SQL = `
   entry as (
     insert into ledger_entries (user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
                                 request_id, generation_id, model, prompt_tokens, completion_tokens,
-                                requested_model, provider, is_byok)
+                                requested_model, provider, is_byok,
+                                endpoint, cached_tokens, cache_write_tokens, reasoning_tokens)
     select id, 'usage', -charged_nano, $2::bigint, multiplier_ppm, balance_nano,
            $1::uuid, generation_id, coalesce($8::text, model), $4::integer, $5::integer,
            -- 0008: the ledger (and so every rollup and report) keys by the SERVED model.
-           model, $9::text, $10::boolean
+           model, $9::text, $10::boolean,
+           -- 0010: the endpoint the request was admitted on, and the usage's token details.
+           (select r.endpoint from requests r where r.id = $1::uuid), $11::integer, $12::integer, $13::integer
       from account
     returning ${LEDGER_COLUMNS}),
   ${ROLLUPS.map(rollupCte).join(',\n  ')}
@@ -187,6 +206,8 @@ export async function settleUsage(
     by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
     // 0008 (served model, provider, BYOK), after 0007's states and note:
     usage.servedModel ?? null, usage.provider ?? null, usage.isByok ?? null,
+    // 0010 (token details):
+    usage.cachedTokens ?? null, usage.cacheWriteTokens ?? null, usage.reasoningTokens ?? null,
   ]));
   const row = result.rows[0];
   return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };

@@ -12,6 +12,8 @@ export interface NewRequest {
   replicaId: string;
   model: string | null;
   stream: boolean;
+  /** 0010: the endpoint ('chat' when absent). */
+  endpoint?: string;
 }
 
 /** Committed on its own before the upstream call, so a crash leaves a trace to reconcile. */
@@ -55,11 +57,12 @@ export async function admitRequest(db: Queryable, request: NewRequest, admission
          from pricing_settings s
         where u.id = $2::text and u.balance_nano - u.held_nano > $7::bigint
        returning u.id, ${hold} as hold)
-     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens)
-     select $1::uuid, id, $3::text, $4::text, $5::boolean, 'in_flight', hold, $8::integer from account
+     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens, endpoint)
+     select $1::uuid, id, $3::text, $4::text, $5::boolean, 'in_flight', hold, $8::integer, $9::text from account
      returning hold_nano`,
     [request.id, request.userId, request.replicaId, request.model, request.stream,
-      admission.upstreamHoldNano.toString(), admission.minBalanceNano.toString(), admission.holdCompletionTokens],
+      admission.upstreamHoldNano.toString(), admission.minBalanceNano.toString(), admission.holdCompletionTokens,
+      request.endpoint ?? 'chat'],
   ));
   const row = result.rows[0];
   return row === undefined ? { admitted: false } : { admitted: true, holdNano: BigInt(row.hold_nano) };
@@ -71,7 +74,7 @@ export interface BatchAdmission {
   minBalanceNano: bigint;
   lockKey: bigint;
   /** In arrival order: each admitted only if it and every admitted one before it fit. */
-  calls: Array<{ id: string; model: string | null; stream: boolean; upstreamHoldNano: bigint; holdCompletionTokens: number | null }>;
+  calls: Array<{ id: string; model: string | null; stream: boolean; upstreamHoldNano: bigint; holdCompletionTokens: number | null; endpoint?: string }>;
 }
 
 /**
@@ -90,22 +93,23 @@ export async function admitBatch(db: Queryable, batch: BatchAdmission): Promise<
         where u.id = $2::text
           for update of u),
      running as (
-       select t.id, t.model, t.stream, t.tokens, h.hold,
+       select t.id, t.model, t.stream, t.tokens, t.endpoint, h.hold,
               a.available - sum(h.hold) over (order by t.ord) as left_after
-         from unnest($3::uuid[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[])
-                with ordinality as t(id, model, stream, upstream_hold, tokens, ord)
+         from unnest($3::uuid[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[], $10::text[])
+                with ordinality as t(id, model, stream, upstream_hold, tokens, endpoint, ord)
         cross join account a
         cross join lateral (select div(t.upstream_hold::numeric * a.ppm + 999999, 1000000)::bigint as hold) h),
      admitted as (select * from running where left_after >= $8::bigint),
      held as (
        update users set held_nano = held_nano + (select sum(hold) from admitted)
         where id = $2::text and exists (select 1 from admitted))
-     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens)
-     select id, $2::text, $9::text, model, stream, 'in_flight', hold, tokens from admitted
+     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens, endpoint)
+     select id, $2::text, $9::text, model, stream, 'in_flight', hold, tokens, endpoint from admitted
      returning id::text, hold_nano::text`,
     [batch.lockKey.toString(), batch.userId, batch.calls.map((c) => c.id), batch.calls.map((c) => c.model),
       batch.calls.map((c) => c.stream), batch.calls.map((c) => c.upstreamHoldNano.toString()),
-      batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId],
+      batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId,
+      batch.calls.map((c) => c.endpoint ?? 'chat')],
   ));
   return new Map(result.rows.map((row) => [row.id, BigInt(row.hold_nano)]));
 }

@@ -5,10 +5,16 @@ import type { Services } from '../services.js';
 import { bearerToken, hashApiKey, tokensEqual } from './api-keys.js';
 
 /** Resolves the caller's user from its API key into res.locals.userId; 401 otherwise. */
-export function requireUser(services: Services) {
+export function requireUser(services: Services, options: { apiKeyHeader?: boolean } = {}) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    const token = bearerToken(req.headers.authorization);
-    if (token === null) throw new MetergateError('invalid_api_key', 'missing API key: send "Authorization: Bearer <key>"');
+    // Anthropic's SDK sends `x-api-key` (on /messages only); neither header is ever forwarded.
+    const header = req.headers['x-api-key'];
+    const token = bearerToken(req.headers.authorization) ?? (options.apiKeyHeader === true && typeof header === 'string' && header !== '' ? header : null);
+    if (token === null) {
+      throw new MetergateError('invalid_api_key', options.apiKeyHeader === true
+        ? 'missing API key: send "x-api-key: <key>" or "Authorization: Bearer <key>"'
+        : 'missing API key: send "Authorization: Bearer <key>"');
+    }
     const hash = hashApiKey(token);
     let owner = services.keyCache.get(hash);
     if (owner === null) {
@@ -19,6 +25,7 @@ export function requireUser(services: Services) {
       throw new MetergateError('invalid_api_key', owner === null ? 'invalid API key' : 'this API key has been revoked');
     }
     res.locals.userId = owner.userId;
+    res.locals.keyId = owner.keyId;
     next();
   };
 }

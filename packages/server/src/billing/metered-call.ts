@@ -6,10 +6,12 @@ import type { Services } from '../services.js';
 import { relaySse, type RelayOutcome } from '../upstream/sse-relay.js';
 import { readBody } from '../upstream/read-body.js';
 import type { UpstreamResponse } from '../upstream/openrouter.js';
-import { upstreamBody, type ChatBody } from './chat-body.js';
+import type { ChatBody } from './chat-body.js';
+import { chatEndpoint } from './chat-endpoint.js';
+import { isRecord, type Endpoint, type ParsedAnswer } from './endpoint.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
-import { costFromUsage, type UsageCost, type UsageLike } from './usage-cost.js';
+import { costFromUsage, type UsageCost } from './usage-cost.js';
 import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
 import { admitReserve, admitSerialize, cappedHoldNano, type AdmittedCall } from '../holds/admission.js';
 import { defaultBudget, priceRequest, type Pricing } from '../holds/worst-case.js';
@@ -19,6 +21,8 @@ export interface CallContext {
   readonly requestId: string;
   readonly userId: string;
   readonly chat: ChatBody;
+  /** Which endpoint: its upstream path, body, stream reader and usage reader. */
+  readonly endpoint: Endpoint;
   readonly res: ServerResponse;
   /** Told about a finished body the client left before receiving (idempotent replay keeps it). */
   readonly onUnsent?: (status: number, headers: Record<string, string>, body: Buffer) => void;
@@ -36,10 +40,11 @@ interface AdmittedContext extends CallContext {
  * holds neither the lock nor a pool client; the hold stays until the cost lands.
  */
 export async function meteredCall(services: Services, call: CallContext): Promise<void> {
-  const pricing = priceRequest(call.chat.raw, (id) => services.priceBook.lookup(id));
+  const pricing = pricingOf(services, call);
   const gone = clientGoneSignal(call.res);
   const request = {
     id: call.requestId, userId: call.userId, replicaId: services.config.replicaId, model: call.chat.model, stream: call.chat.stream,
+    endpoint: call.endpoint.name,
   };
   try {
     if (services.config.barrierMode === 'reserve') {
@@ -57,6 +62,13 @@ export async function meteredCall(services: Services, call: CallContext): Promis
     services.metrics.admissions.inc({ mode: services.config.barrierMode, outcome: 'client_gone' });
     throw new MetergateError('client_closed', `the client left while the call waited (${error.stage}); nothing was sent upstream`, { cause: error });
   }
+}
+
+/** The worst case from the endpoint's own fields; an input-only call (embeddings) has no output budget. */
+function pricingOf(services: Services, call: CallContext): Pricing {
+  const pricing = priceRequest(call.endpoint.pricingView(call.chat.raw), (id) => services.priceBook.lookup(id));
+  if (!call.endpoint.inputOnly || !pricing.priced) return pricing;
+  return { priced: true, shape: { ...pricing.shape, completionAtto: 0n, completionLimit: 0n, clientBudget: 0n } };
 }
 
 /**
@@ -106,14 +118,17 @@ async function runAdmitted(services: Services, call: AdmittedContext, gone: Abor
     services.metrics.admissions.inc({ mode: services.config.barrierMode, outcome: 'client_gone' });
     throw new MetergateError('client_closed', 'the client left before the call was sent upstream; nothing was sent or charged');
   }
-  return call.chat.stream ? streamingCall(services, call) : jsonCall(services, call);
+  return call.chat.stream && call.endpoint.stream !== null ? streamingCall(services, call) : jsonCall(services, call);
 }
 
 async function openUpstream(services: Services, call: AdmittedContext, signal: AbortSignal): Promise<UpstreamResponse> {
   try {
     const headersTimeoutMs = call.chat.stream ? services.config.upstreamTimeoutMs : services.config.upstreamDurationMsMax;
-    const body = upstreamBody(call.chat, call.userId, call.admitted.injectedMaxTokens);
-    return await services.upstream.chatCompletions(body, signal, headersTimeoutMs);
+    const body = call.endpoint.upstreamBody(call.chat, call.userId, call.admitted.injectedMaxTokens);
+    // Chat keeps its own method (tests replace it); every other endpoint posts to its path.
+    return call.endpoint === chatEndpoint
+      ? await services.upstream.chatCompletions(body, signal, headersTimeoutMs)
+      : await services.upstream.post(call.endpoint.path, body, signal, headersTimeoutMs);
   } catch (error) {
     // No response means no generation id: if the provider did start, only an operator can
     // match it, so the request is left visible as unresolved rather than dropped.
@@ -140,6 +155,7 @@ async function streamingCall(services: Services, call: AdmittedContext): Promise
       abort, requestId: call.requestId,
       onGenerationId: (id) => recordings.push(recordGenerationId(services, call.requestId, id)),
       writeStallMsMax: services.config.clientWriteStallMsMax, onStall: () => services.metrics.clientWriteStalls.inc(),
+      format: call.endpoint.stream ?? undefined,
     });
     observeUpstream(services, 'true', started, outcome.firstByteS);
     await Promise.all(recordings);
@@ -178,7 +194,7 @@ async function jsonCall(services: Services, call: AdmittedContext): Promise<void
     throw markUpstreamStarted(error instanceof MetergateError ? error : new MetergateError('upstream_bad_response', 'the upstream response broke off', { cause: error }));
   }
   observeUpstream(services, 'false', started, null);
-  const parsed = parseCompletion(bytes);
+  const parsed = parseAnswer(call.endpoint, bytes);
   const generationId = headerId ?? parsed.id;
   await settleOrDefer(services, call, generationId, costFromUsage(parsed.usage, services.config.callCostMaxNano, parsed), 'json_without_cost');
   sendJson(call, upstream, bytes, generationId);
@@ -226,17 +242,15 @@ function recordGenerationId(services: Services, requestId: string, generationId:
   });
 }
 
-function parseCompletion(bytes: Buffer): { id: string | null; usage: UsageLike | null; model?: unknown; provider?: unknown } {
+function parseAnswer(endpoint: Endpoint, bytes: Buffer): ParsedAnswer {
+  let body: unknown;
   try {
-    const body = JSON.parse(bytes.toString('utf8')) as { id?: unknown; usage?: unknown; model?: unknown; provider?: unknown };
-    return {
-      id: typeof body.id === 'string' && body.id !== '' ? body.id : null,
-      usage: typeof body.usage === 'object' && body.usage !== null ? body.usage : null,
-      model: body.model, provider: body.provider,
-    };
+    body = JSON.parse(bytes.toString('utf8'));
   } catch {
+    // Not JSON: no usage to read; the cost comes from the generation lookup.
     return { id: null, usage: null };
   }
+  return isRecord(body) ? endpoint.parseAnswer(body) : { id: null, usage: null };
 }
 
 function sendJson(call: CallContext, upstream: UpstreamResponse, bytes: Buffer, generationId: string | null): void {

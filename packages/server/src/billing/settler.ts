@@ -98,6 +98,7 @@ export class Settler {
         servedModel: cost.servedModel,
         provider: cost.provider,
         isByok: cost.isByok,
+        cachedTokens: cost.cachedTokens ?? null, cacheWriteTokens: cost.cacheWriteTokens ?? null, reasoningTokens: cost.reasoningTokens ?? null,
       });
     } catch (error) {
       const refusal = permanentRefusal(error);

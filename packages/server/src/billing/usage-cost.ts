@@ -11,6 +11,10 @@ export interface MeasuredCost {
   provider: string | null;
   /** Whether the upstream said bring-your-own-key; null when it did not say. */
   isByok: boolean | null;
+  /** Prompt tokens read from cache, written to cache, and reasoning tokens; null when not said. */
+  cachedTokens?: number | null;
+  cacheWriteTokens?: number | null;
+  reasoningTokens?: number | null;
 }
 
 /**
@@ -42,6 +46,9 @@ export interface UsageLike {
   completion_tokens?: unknown;
   is_byok?: unknown;
   cost_details?: unknown;
+  /** Chat's names; every endpoint's reader maps its own usage to them. */
+  prompt_tokens_details?: unknown;
+  completion_tokens_details?: unknown;
 }
 
 /** A name the upstream gave: a model id or provider name is short; anything else is not one. */
@@ -77,7 +84,14 @@ export function costFromUsage(usage: UsageLike | null, callCostMaxNano: bigint, 
     servedModel: name(served.model),
     provider: name(served.provider),
     isByok: typeof usage.is_byok === 'boolean' ? usage.is_byok : null,
+    cachedTokens: tokenCount(field(usage.prompt_tokens_details, 'cached_tokens')),
+    cacheWriteTokens: tokenCount(field(usage.prompt_tokens_details, 'cache_write_tokens')),
+    reasoningTokens: tokenCount(field(usage.completion_tokens_details, 'reasoning_tokens')),
   };
+}
+
+function field(object: unknown, key: string): unknown {
+  return typeof object === 'object' && object !== null ? (object as Record<string, unknown>)[key] : undefined;
 }
 
 /** `/generation` data: `total_cost` (the fee alone with BYOK) + `upstream_inference_cost`. */

@@ -9,6 +9,7 @@ export interface HoldCall {
   stream: boolean;
   upstreamHoldNano: bigint;
   holdCompletionTokens: number | null;
+  endpoint?: string;
 }
 
 interface Waiter<T> { resolve: (value: T) => void; reject: (error: unknown) => void; signal: AbortSignal | undefined }

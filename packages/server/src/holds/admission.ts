@@ -96,7 +96,7 @@ export async function admitReserve(services: Services, request: NewRequest, pric
 }
 
 function holdCall(request: NewRequest, upstreamHoldNano: bigint, budget: bigint): HoldCall {
-  return { id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget) };
+  return { id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget), endpoint: request.endpoint ?? 'chat' };
 }
 
 function admittedReserve(services: Services, holdNano: bigint, injectedMaxTokens: number | null): AdmittedCall {

@@ -25,6 +25,9 @@ export type RefreshOutcome = 'refreshed' | 'not_claimed' | 'failed';
  * failed refresh keeps the last good copy and is retried at the next reload. Lookups are
  * synchronous: the hot path never waits on the book.
  */
+/** Every model a metered endpoint can call, embeddings included (OpenRouter lists text models only by default). */
+const PRICED_MODALITIES = 'output_modalities=all';
+
 export class PriceBook {
   #prices = new Map<string, ModelPrice>();
   #timer: NodeJS.Timeout | null = null;
@@ -92,7 +95,7 @@ export class PriceBook {
     const claimMs = this.options.fetchTimeoutMs * 2;
     if (!(await priceBook.claimRefresh(this.pool, this.options.refreshIntervalMs, claimMs))) return 'not_claimed';
     try {
-      const response = await this.upstream.models(AbortSignal.any([AbortSignal.timeout(this.options.fetchTimeoutMs), this.#stopped.signal]));
+      const response = await this.upstream.models(AbortSignal.any([AbortSignal.timeout(this.options.fetchTimeoutMs), this.#stopped.signal]), PRICED_MODALITIES);
       const body = await readBody(response.body, MODELS_BYTES_MAX);
       if (response.status !== 200) throw new Error(`upstream /models answered ${response.status}`);
       const listing = parseModelsListing(JSON.parse(body.toString('utf8')) as unknown);

@@ -44,6 +44,24 @@ export function errorHandler(log: Logger, metrics: Metrics) {
       return;
     }
     if (mapped.options.retryAfterS !== undefined) res.setHeader('retry-after', String(mapped.options.retryAfterS));
-    res.status(mapped.status).json(mapped.toBody());
+    // /messages answers in Anthropic's shape, which its clients parse (routes/chat.ts sets it).
+    res.status(mapped.status).json(res.locals.errorShape === 'anthropic' ? anthropicErrorBody(mapped) : mapped.toBody());
   };
+}
+
+/** Anthropic's error types by HTTP status (../shared/openrouter-endpoints.md). */
+function anthropicType(status: number): string {
+  if (status === 400 || status === 413 || status === 422) return 'invalid_request_error';
+  if (status === 401) return 'authentication_error';
+  if (status === 402) return 'billing_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status === 503 || status === 529) return 'overloaded_error';
+  return 'api_error';
+}
+
+/** `{"type":"error","error":{"type","message"}}`, our stable code kept as `error_type`. */
+export function anthropicErrorBody(error: MetergateError): Record<string, unknown> {
+  return { type: 'error', error: { type: anthropicType(error.status), message: error.message, error_type: error.code }, request_id: null };
 }

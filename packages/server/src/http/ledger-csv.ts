@@ -8,7 +8,7 @@ import { entryJson, type EntryJson } from './ledger-json.js';
 export const LEDGER_CSV_COLUMNS = [
   'id', 'user_id', 'kind', 'amount_usd', 'charged_usd', 'upstream_cost_usd', 'multiplier', 'balance_after_usd',
   'request_id', 'generation_id', 'model', 'prompt_tokens', 'completion_tokens', 'created_at', 'note',
-  'requested_model', 'provider', 'is_byok',
+  'requested_model', 'provider', 'is_byok', 'endpoint', 'cached_tokens', 'cache_write_tokens', 'reasoning_tokens',
 ] as const satisfies ReadonlyArray<keyof EntryJson>;
 type MissingColumn = Exclude<keyof EntryJson, (typeof LEDGER_CSV_COLUMNS)[number]>;
 const everyColumn: [MissingColumn] extends [never] ? true : never = true;

@@ -25,6 +25,10 @@ export function entryJson(entry: LedgerEntry) {
     requested_model: entry.requestedModel,
     provider: entry.provider,
     is_byok: entry.isByok,
+    endpoint: entry.endpoint,
+    cached_tokens: entry.cachedTokens,
+    cache_write_tokens: entry.cacheWriteTokens,
+    reasoning_tokens: entry.reasoningTokens,
   };
 }
 

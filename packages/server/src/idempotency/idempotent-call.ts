@@ -15,6 +15,11 @@ export interface KeyedCall {
   readonly requestId: string;
   readonly body: unknown;
   readonly stream: boolean;
+  /**
+   * The stream is chat-shaped, so a cut or oversized one can be replayed as an equivalent
+   * completed stream (StreamSummary). Other endpoints' streams are replayed only byte for byte.
+   */
+  readonly chatShapedStream?: boolean;
 }
 
 // A claim can lose to a row that is deleted (released) before it can be read; try again.
@@ -42,6 +47,7 @@ export async function withIdempotency(services: Services, call: KeyedCall, res: 
   let charged: StoredResponse | null = null;
   const recorder = new ResponseRecorder(res, {
     streamBytesMax: services.config.idempotencyStreamBytesMax, bodyBytesMax: services.config.upstreamBodyBytesMax,
+    summarizeStreams: call.chatShapedStream !== false,
   }, (recording) => finishLogged(services, owner, recording, charged));
   try {
     await run(recorder);

@@ -9,6 +9,11 @@ export interface RecorderLimits {
   streamBytesMax: number;
   /** Any other body, and the text a stream summary keeps. */
   bodyBytesMax: number;
+  /**
+   * Chat-shaped streams only (the default): a summary lets a cut or oversized stream be
+   * replayed as an equivalent one. Without it a stream is kept byte for byte or not at all.
+   */
+  summarizeStreams?: boolean;
 }
 
 export interface Recording {
@@ -34,6 +39,7 @@ export class ResponseRecorder {
   #length = 0;
   #overflow = false;
   #summary: StreamSummary | null = null;
+  #isStream = false;
   #sniffed = false;
   #unsent: Recording | null = null;
   #ended: Promise<void> | null = null;
@@ -93,7 +99,7 @@ export class ResponseRecorder {
     this.sniff();
     this.#summary?.feed(bytes);
     if (this.#overflow) return;
-    const limit = this.#summary === null ? this.limits.bodyBytesMax : this.limits.streamBytesMax;
+    const limit = this.#isStream ? this.limits.streamBytesMax : this.limits.bodyBytesMax;
     if (this.#length + bytes.length > limit) {
       this.#overflow = true;
       this.#chunks.length = 0;
@@ -109,7 +115,8 @@ export class ResponseRecorder {
     this.#sniffed = true;
     const type = this.res.getHeader('content-type');
     if (typeof type === 'string' && type.toLowerCase().startsWith('text/event-stream')) {
-      this.#summary = new StreamSummary(this.limits.bodyBytesMax);
+      this.#isStream = true;
+      if (this.limits.summarizeStreams !== false) this.#summary = new StreamSummary(this.limits.bodyBytesMax);
     }
   }
 }

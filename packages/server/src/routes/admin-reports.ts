@@ -43,7 +43,7 @@ const ledgerQuery = z.strictObject({
   format: z.enum(['json', 'csv']).optional(),
 });
 const usageQuery = z.strictObject({
-  group_by: z.enum(['user', 'model', 'day', 'hour']),
+  group_by: z.enum(['user', 'model', 'day', 'hour', 'endpoint']),
   since: time.optional(),
   until: time.optional(),
   user_id: userId.optional(),

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { nanoToUsdNumber, users } from '@metergate/db';
+import { keyUsage, nanoToUsdNumber, users } from '@metergate/db';
 import { requireUser } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
@@ -7,7 +7,7 @@ import { readBody } from '../upstream/read-body.js';
 
 const MODELS_BYTES_MAX = 16 * 1024 * 1024;
 
-/** /v1/credits and /v1/models, answered as OpenRouter answers them (USD as numbers). */
+/** /v1/credits, /v1/key and /v1/models, answered as OpenRouter answers them (USD as numbers). */
 export function compatRoutes(services: Services): Router {
   const router = Router();
   const auth = requireUser(services);
@@ -23,12 +23,34 @@ export function compatRoutes(services: Services): Router {
         total_held: nanoToUsdNumber(user.heldNano), available: nanoToUsdNumber(user.balanceNano - user.heldNano),
       } });
     });
+    router.get(`${base}/key`, auth, async (_req, res) => {
+      res.json({ data: await keyInfo(services, res.locals.userId as string, res.locals.keyId as string) });
+    });
     router.get(`${base}/models`, auth, async (_req, res) => {
       const { status, body } = await models();
       res.status(status).type('application/json').send(body);
     });
   }
   return router;
+}
+
+/**
+ * OpenRouter's GET /key shape for the calling key. Metergate meters users, not keys: the
+ * limit is the user's credits, what remains is what is available to start calls (balance −
+ * held), and usage is the user's (all of its keys), today / this ISO week / this month in UTC
+ * from the rollups. No reset (prepaid credits), no expiry; BYOK calls are charged in full, so
+ * they count towards the limit. The label is the key's id (the key itself is never stored).
+ */
+async function keyInfo(services: Services, userId: string, keyId: string): Promise<Record<string, unknown>> {
+  const user = await users.getUser(services.pools.write, userId);
+  if (user === null) throw new MetergateError('invalid_api_key', 'the user of this key no longer exists');
+  const periods = await keyUsage.periodUsage(services.pools.write, userId, new Date());
+  return {
+    label: keyId, limit: nanoToUsdNumber(user.creditsNano), limit_remaining: nanoToUsdNumber(user.balanceNano - user.heldNano),
+    limit_reset: null, usage: nanoToUsdNumber(user.usageNano), usage_daily: nanoToUsdNumber(periods.dayNano),
+    usage_weekly: nanoToUsdNumber(periods.weekNano), usage_monthly: nanoToUsdNumber(periods.monthNano),
+    is_free_tier: false, expires_at: null, include_byok_in_limit: true,
+  };
 }
 
 /** The upstream model list, kept for modelsCacheMs; one fetch at a time however many ask. */

@@ -1,4 +1,4 @@
-const DONE_LINES = [Buffer.from('data: [DONE]'), Buffer.from('data:[DONE]')];
+export const DONE_LINES: readonly Buffer[] = [Buffer.from('data: [DONE]'), Buffer.from('data:[DONE]')];
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
 
@@ -12,6 +12,9 @@ export class DoneSplitter {
   #pending: Buffer = Buffer.alloc(0);
   #lineIsPlain = false;
   #held: Buffer | null = null;
+
+  /** `terminalLines`: the lines from which on bytes are held (chat: `data: [DONE]`). */
+  constructor(private readonly terminalLines: readonly Buffer[] = DONE_LINES) {}
 
   /** True once the [DONE] line has been seen (and held). */
   get sawDone(): boolean { return this.#held !== null; }
@@ -52,11 +55,11 @@ export class DoneSplitter {
   private takeLinePiece(piece: Buffer, complete: boolean, out: Buffer[]): boolean {
     const line = this.#pending.length === 0 ? piece : Buffer.concat([this.#pending, piece]);
     this.#pending = Buffer.alloc(0);
-    if (complete && isDoneLine(line)) {
+    if (complete && isDoneLine(line, this.terminalLines)) {
       this.#held = line;
       return true;
     }
-    if (!complete && couldBeDoneLine(line)) {
+    if (!complete && couldBeDoneLine(line, this.terminalLines)) {
       this.#pending = line;
       return false;
     }
@@ -66,16 +69,16 @@ export class DoneSplitter {
   }
 }
 
-function isDoneLine(line: Buffer): boolean {
+function isDoneLine(line: Buffer, terminalLines: readonly Buffer[]): boolean {
   let end = line.length;
   if (end > 0 && line[end - 1] === NEWLINE) end -= 1;
   if (end > 0 && line[end - 1] === CARRIAGE_RETURN) end -= 1;
   const body = line.subarray(0, end);
-  return DONE_LINES.some((done) => done.equals(body));
+  return terminalLines.some((done) => done.equals(body));
 }
 
-function couldBeDoneLine(partial: Buffer): boolean {
-  return DONE_LINES.some((done) => {
+function couldBeDoneLine(partial: Buffer, terminalLines: readonly Buffer[]): boolean {
+  return terminalLines.some((done) => {
     if (partial.length <= done.length) return done.subarray(0, partial.length).equals(partial);
     return partial.length === done.length + 1 && partial[done.length] === CARRIAGE_RETURN &&
       done.equals(partial.subarray(0, done.length));

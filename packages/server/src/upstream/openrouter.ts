@@ -48,12 +48,18 @@ export class OpenRouterClient {
     return this.send('POST', '/chat/completions', signal, body, headersTimeoutMs);
   }
 
+  /** Any other metered endpoint (responses, messages, completions, embeddings): same rules. */
+  post(path: string, body: string, signal: AbortSignal, headersTimeoutMs?: number): Promise<UpstreamResponse> {
+    return this.send('POST', path, signal, body, headersTimeoutMs);
+  }
+
   generation(id: string, signal: AbortSignal): Promise<UpstreamResponse> {
     return this.send('GET', `/generation?id=${encodeURIComponent(id)}`, signal);
   }
 
-  models(signal: AbortSignal): Promise<UpstreamResponse> {
-    return this.send('GET', '/models', signal);
+  /** `query`: e.g. `output_modalities=all` (the price book also needs embedding models' prices). */
+  models(signal: AbortSignal, query?: string): Promise<UpstreamResponse> {
+    return this.send('GET', query === undefined ? '/models' : `/models?${query}`, signal);
   }
 
   close(): Promise<void> {

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
 import { CodedError } from '@metergate/db';
-import { DoneSplitter } from './done-splitter.js';
+import { DONE_LINES, DoneSplitter } from './done-splitter.js';
 import type { UpstreamResponse } from './openrouter.js';
-import { SseTap, type TapState } from './sse-tap.js';
+import { chatStreamReader, SseTap, type StreamReader, type TapState } from './sse-tap.js';
 
 export type StreamEnd = 'done' | 'eof' | 'client_closed' | 'client_stalled' | 'upstream_failed';
 
@@ -27,7 +27,20 @@ export interface RelayOptions {
    */
   writeStallMsMax: number;
   onStall?: () => void;
+  /** The endpoint's event format; chat's when absent. */
+  format?: StreamFormat;
 }
+
+/** What the relay needs to know about an endpoint's stream. */
+export interface StreamFormat {
+  reader: StreamReader;
+  /** The lines from which on the tail is held until the cost is written. */
+  terminalLines: readonly Buffer[];
+  /** The error event written when the upstream stream fails mid-way. */
+  midStreamError(generationId: string | null): Buffer;
+}
+
+const CHAT_STREAM: StreamFormat = { reader: chatStreamReader, terminalLines: DONE_LINES, midStreamError };
 
 /** Relayed as-is from upstream; everything else the upstream sent about framing is ours. */
 const PASSED_HEADERS = ['content-type', 'x-generation-id'];
@@ -39,8 +52,9 @@ const PASSED_HEADERS = ['content-type', 'x-generation-id'];
  */
 export async function relaySse(upstream: UpstreamResponse, res: ServerResponse, options: RelayOptions): Promise<RelayOutcome> {
   const started = performance.now();
-  const tap = new SseTap(options.onGenerationId);
-  const splitter = new DoneSplitter();
+  const format = options.format ?? CHAT_STREAM;
+  const tap = new SseTap(options.onGenerationId, format.reader);
+  const splitter = new DoneSplitter(format.terminalLines);
   const headerId = upstream.headers['x-generation-id'];
   if (typeof headerId === 'string' && headerId !== '') {
     tap.state.generationId = headerId;
@@ -75,7 +89,7 @@ export async function relaySse(upstream: UpstreamResponse, res: ServerResponse, 
       const rest = splitter.drain();
       if (end === 'upstream_failed') {
         // The client cannot get a status any more: tell it in OpenRouter's mid-stream error form.
-        res.end(Buffer.concat([rest, midStreamError(tap.state.generationId)]));
+        res.end(Buffer.concat([rest, format.midStreamError(tap.state.generationId)]));
       } else {
         res.end(rest);
       }
@@ -137,7 +151,7 @@ async function write(res: ServerResponse, bytes: Buffer, options: RelayOptions):
   if (res.destroyed) throw new ClientClosedError();
 }
 
-function midStreamError(generationId: string | null): Buffer {
+export function midStreamError(generationId: string | null): Buffer {
   const event = {
     id: generationId, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000),
     error: { code: 502, message: 'the upstream stream failed before it finished' },

@@ -6,7 +6,24 @@ export interface UpstreamUsage {
   completion_tokens?: unknown;
   is_byok?: unknown;
   cost_details?: unknown;
+  prompt_tokens_details?: unknown;
+  completion_tokens_details?: unknown;
 }
+
+/**
+ * An endpoint's stream reader: what one parsed JSON event tells about the call. Chat's reads
+ * the id, model, provider, usage and error of its chunks; others read their own events.
+ */
+export type StreamReader = (chunk: Record<string, unknown>, state: TapState, eventName: string | undefined, setId: (id: string) => void) => void;
+
+/** Chat completions (and the legacy completions, framed alike): usage from whichever chunk carries it. */
+export const chatStreamReader: StreamReader = (chunk, state, _eventName, setId) => {
+  if (typeof chunk.id === 'string' && chunk.id !== '') setId(chunk.id);
+  if (typeof chunk.model === 'string') state.model = chunk.model;
+  if (typeof chunk.provider === 'string') state.provider = chunk.provider;
+  if (typeof chunk.usage === 'object' && chunk.usage !== null) state.usage = chunk.usage as UpstreamUsage;
+  if (typeof chunk.error === 'object' && chunk.error !== null) state.error = chunk.error as TapState['error'];
+};
 
 export interface TapState {
   generationId: string | null;
@@ -30,7 +47,7 @@ export class SseTap {
   readonly #decoder = new TextDecoder('utf-8');
   readonly #parser = createParser({ onEvent: (event) => this.onEvent(event) });
 
-  constructor(private readonly onGenerationId: (id: string) => void) {}
+  constructor(private readonly onGenerationId: (id: string) => void, private readonly reader: StreamReader = chatStreamReader) {}
 
   feed(chunk: Buffer): void {
     this.#parser.feed(this.#decoder.decode(chunk, { stream: true }));
@@ -54,13 +71,10 @@ export class SseTap {
       return;
     }
     if (typeof chunk !== 'object' || chunk === null) return;
-    if (this.state.generationId === null && typeof chunk.id === 'string' && chunk.id !== '') {
-      this.state.generationId = chunk.id;
-      this.onGenerationId(chunk.id);
-    }
-    if (typeof chunk.model === 'string') this.state.model = chunk.model;
-    if (typeof chunk.provider === 'string') this.state.provider = chunk.provider;
-    if (typeof chunk.usage === 'object' && chunk.usage !== null) this.state.usage = chunk.usage as UpstreamUsage;
-    if (typeof chunk.error === 'object' && chunk.error !== null) this.state.error = chunk.error as TapState['error'];
+    this.reader(chunk, this.state, event.event, (id) => {
+      if (this.state.generationId !== null) return;
+      this.state.generationId = id;
+      this.onGenerationId(id);
+    });
   }
 }

@@ -33,10 +33,10 @@ import { ROLLUP_MEASURES } from '../rollups.js';
 import { inReadSnapshot } from '../snapshot.js';
 import { boundedTopUsers, type Depth, type UsageSql } from '../top-users.js';
 
-export type UsageGroup = 'user' | 'model' | 'day' | 'hour';
+export type UsageGroup = 'user' | 'model' | 'day' | 'hour' | 'endpoint';
 
 export interface UsageRow {
-  /** User id, model ('' = none named), UTC day "YYYY-MM-DD" or UTC hour "YYYY-MM-DDTHH:00:00Z". */
+  /** User id, model ('' = none named), UTC day "YYYY-MM-DD", UTC hour "YYYY-MM-DDTHH:00:00Z" or endpoint. */
   key: string;
   requests: number;
   promptTokens: number;
@@ -73,7 +73,11 @@ const ROLLUP_COLUMNS = ROLLUP_MEASURES.join(', ');
 
 const LEDGER: Source = {
   table: 'ledger_entries', time: 'created_at', user: 'user_id', model: `coalesce(model, '')`, where: `kind = 'usage'`,
-  keys: { user: 'user_id', model: `coalesce(model, '')`, day: `date_trunc('day', created_at, 'UTC')`, hour: `date_trunc('hour', created_at, 'UTC')` },
+  keys: {
+    user: 'user_id', model: `coalesce(model, '')`, day: `date_trunc('day', created_at, 'UTC')`, hour: `date_trunc('hour', created_at, 'UTC')`,
+    // 0010: usage entries settled before it were all chat completions (the only metered endpoint then).
+    endpoint: `coalesce(endpoint, 'chat')`,
+  },
   measures: `1::bigint as requests, coalesce(prompt_tokens, 0)::bigint as prompt_tokens,
              coalesce(completion_tokens, 0)::bigint as completion_tokens,
              coalesce(upstream_cost_nano, -amount_nano) as upstream_cost_nano, -amount_nano as charged_nano`,
@@ -97,6 +101,8 @@ const MODEL_DAILY: Source = { table: 'usage_model_daily', time: 'bucket', model:
  * rollups; models, days and hours to the per-model rollups (a handful of rows per period).
  */
 function levelsFor(q: UsageQuery): Array<[Level, Source]> {
+  // No rollup keys by endpoint: read from the ledger (cost ∝ usage entries in the range).
+  if (q.groupBy === 'endpoint') return [];
   if (q.userId != null) return [['hour', USAGE_HOURLY]];
   if (q.groupBy === 'user') return q.model != null ? [['hour', USAGE_HOURLY]] : userLevels(q.since ?? null, q.until ?? null);
   if (q.groupBy === 'hour') return [['hour', MODEL_HOURLY]];
@@ -208,11 +214,12 @@ function piecesSql(q: UsageQuery, pieces: Array<Piece<Source>>, params: Params, 
  * the bounded and the full answers agree. Day and hour keys are timestamps.
  */
 function keyOrder(group: UsageGroup): string {
-  return group === 'user' || group === 'model' ? 'k collate "C"' : 'k';
+  return group === 'user' || group === 'model' || group === 'endpoint' ? 'k collate "C"' : 'k';
 }
 
 const KEY_TEXT: Record<UsageGroup, string> = {
   user: 'k',
+  endpoint: 'k',
   model: 'k',
   day: `to_char(k at time zone 'UTC', 'YYYY-MM-DD')`,
   hour: `to_char(k at time zone 'UTC', 'YYYY-MM-DD"T"HH24":00:00Z"')`,
