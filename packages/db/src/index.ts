@@ -30,3 +30,7 @@ export * from './price-units.js';
 export * as priceBook from './sql/price-book.js';
 export type { ModelPrice } from './sql/price-book.js';
 export { usePreparedStatements } from './sql/prepared.js';
+export * as controls from './sql/controls.js';
+export { SPEND_PERIODS_TEXT } from './sql/controls.js';
+export type { ControlsState, ControlsPatch, KeyWithRules, ModelRules, Scope, ScopeKind, SpendPeriod, SpendLimitState } from './sql/controls.js';
+export type { AdmitOutcome, Refusal, BatchCall, CallsAdmission } from './sql/requests.js';

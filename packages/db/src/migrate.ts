@@ -18,11 +18,15 @@ export class MigrationError extends Error {}
 export async function loadMigrations(dir: string): Promise<Migration[]> {
   const names = (await readdir(dir)).filter((name) => name.endsWith('.sql')).sort();
   const migrations: Migration[] = [];
-  for (const [index, name] of names.entries()) {
+  let previous = 0;
+  for (const name of names) {
     const match = FILE_RE.exec(name);
-    if (match === null || Number(match[1]) !== index + 1) {
-      throw new MigrationError(`migration ${name} must be named NNNN_words.sql and numbered ${index + 1} in sequence`);
+    // Numbers are unique and increasing; a gap is allowed, as numbers are handed out to branches
+    // in advance (a branch may ship 0011 before 0009 lands). Applied migrations are kept by name.
+    if (match === null || Number(match[1]) <= previous) {
+      throw new MigrationError(`migration ${name} must be named NNNN_words.sql with a number above ${previous} (unique, increasing)`);
     }
+    previous = Number(match[1]);
     const sql = await readFile(path.join(dir, name), 'utf8');
     migrations.push({ name, sql, checksum: createHash('sha256').update(sql).digest('hex') });
   }

@@ -33,6 +33,8 @@ export interface RuntimeOptions {
   databaseUrl: string;
   openRouterApiKey: string;
   adminToken: string;
+  /** Tests only: the controls' clock (default: the database's now()). */
+  clock?: () => Date | null;
 }
 
 export interface Runtime {
@@ -132,7 +134,8 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
   });
   const retryLimits = { entriesMax: config.retryEntriesMax, attemptsMax: config.retryAttemptsMax };
   const handOffs = new HandOffs(pools.write, config.retryEntriesMax, metrics, log);
-  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs);
+  const clock = options.clock ?? (() => null);
+  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs, clock);
   const priceBook = new PriceBook(pools.write, upstream, log, {
     refreshIntervalMs: config.priceRefreshMs, reloadIntervalMs: config.priceBookReloadMs, fetchTimeoutMs: config.upstreamTimeoutMs,
   });
@@ -166,7 +169,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, priceBook, admissions,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
     idempotencyWriter: new KeyWriter(metrics, log, retryLimits), heartbeat, reconciler, unsettledGauges,
-    lifecycle: { draining: false, inFlight: 0 },
+    lifecycle: { draining: false, inFlight: 0 }, clock,
   };
   servicesRef.current = services;
   return services;

@@ -38,4 +38,9 @@ export interface Services {
   readonly migrations: readonly Migration[];
   /** Set while shutting down: readiness fails and new metered calls are refused. */
   readonly lifecycle: { draining: boolean; inFlight: number };
+  /**
+   * The controls' clock (spend-limit periods, rate windows): null means the database's now(),
+   * one clock for every replica; tests inject one (RuntimeOptions.clock) to cross midnight.
+   */
+  readonly clock: () => Date | null;
 }

@@ -100,6 +100,8 @@ export interface UsageSettlement {
   provider?: string | null;
   /** Bring-your-own-key call (upstreamCostNano is then OpenRouter's fee + the provider's charge). */
   isByok?: boolean | null;
+  /** The controls' clock (spend-limit periods); null or absent: the database's now(). */
+  now?: Date | null;
 }
 
 /** The rollups (and the migrations' usage_rollups_add(), which cannot share it) are listed in rollups.ts. */
@@ -130,12 +132,12 @@ const SETTLE_SQL = `
            generation_id = coalesce($3::text, generation_id), next_lookup_at = null,
            resolution_note = coalesce($7::text, resolution_note)
      where id = $1::uuid and state = any($6::text[])
-    returning user_id, model, generation_id, hold_nano),
+    returning user_id, model, generation_id, hold_nano, key_id),
   price as (
     -- Scalar subqueries, not joins: a missing pricing_settings row (which a trigger forbids)
     -- would give a null price, and the not-null ledger columns fail the whole statement
     -- rather than let the request be marked settled without its ledger row.
-    select request.user_id, request.model, request.generation_id, request.hold_nano, ppm.value as multiplier_ppm,
+    select request.user_id, request.model, request.generation_id, request.hold_nano, request.key_id, ppm.value as multiplier_ppm,
            div($2::bigint::numeric * ppm.value + 999999, 1000000)::bigint as charged_nano
       from request
       cross join lateral (
@@ -145,10 +147,25 @@ const SETTLE_SQL = `
     update users
        set balance_nano = balance_nano - price.charged_nano,
            usage_nano = usage_nano + price.charged_nano,
-           held_nano = held_nano - price.hold_nano
+           held_nano = held_nano - price.hold_nano,
+           open_calls = open_calls - 1
       from price
      where users.id = price.user_id
-    returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id),
+    returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id,
+              price.key_id, price.hold_nano),
+  -- 0011: the key's hold and open call are released, and the charge is counted against every
+  -- spend limit of the user and the key (a new period restarts the counter). Both join the
+  -- user's updated row, so they lock after it, in the admission's order.
+  key_release as (
+    update api_keys k set held_nano = k.held_nano - account.hold_nano, open_calls = k.open_calls - 1
+      from account where k.id = account.key_id),
+  spend as (
+    update spend_limits l
+       set spent_nano = case when l.period_start = spend_period_start(l.period, c.now) then l.spent_nano else 0 end
+                        + account.charged_nano,
+           period_start = spend_period_start(l.period, c.now), updated_at = now()
+      from account cross join (select coalesce($11::timestamptz, now()) as now) c
+     where (l.scope_kind = 'user' and l.scope_id = account.id) or (l.scope_kind = 'key' and l.scope_id = account.key_id)),
   entry as (
     insert into ledger_entries (user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
                                 request_id, generation_id, model, prompt_tokens, completion_tokens,
@@ -187,6 +204,8 @@ export async function settleUsage(
     by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
     // 0008 (served model, provider, BYOK), after 0007's states and note:
     usage.servedModel ?? null, usage.provider ?? null, usage.isByok ?? null,
+    // 0011: the clock spend-limit periods are counted with (null: the database's now()).
+    usage.now ?? null,
   ]));
   const row = result.rows[0];
   return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };

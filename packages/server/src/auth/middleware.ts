@@ -1,10 +1,10 @@
 import type { NextFunction, Request, Response } from 'express';
-import { keys } from '@metergate/db';
+import { controls } from '@metergate/db';
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
 import { bearerToken, hashApiKey, tokensEqual } from './api-keys.js';
 
-/** Resolves the caller's user from its API key into res.locals.userId; 401 otherwise. */
+/** Resolves the caller's user and key (and their model rules) into res.locals; 401 otherwise. */
 export function requireUser(services: Services) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const token = bearerToken(req.headers.authorization);
@@ -12,13 +12,16 @@ export function requireUser(services: Services) {
     const hash = hashApiKey(token);
     let owner = services.keyCache.get(hash);
     if (owner === null) {
-      owner = await keys.findKeyOwner(services.pools.write, hash);
+      owner = await controls.findKeyWithRules(services.pools.write, hash);
       if (owner !== null) services.keyCache.set(hash, owner);
     }
     if (owner === null || owner.revoked) {
       throw new MetergateError('invalid_api_key', owner === null ? 'invalid API key' : 'this API key has been revoked');
     }
     res.locals.userId = owner.userId;
+    res.locals.keyId = owner.keyId;
+    // The user's and the key's model rules, as fresh as the key cache (AUTH_CACHE_MS).
+    res.locals.modelRules = { user: owner.user, key: owner.key };
     next();
   };
 }

@@ -18,6 +18,8 @@ import { markUpstreamStarted } from './upstream-started.js';
 export interface CallContext {
   readonly requestId: string;
   readonly userId: string;
+  /** The API key the call came with (its limits apply). */
+  readonly keyId?: string | null;
   readonly chat: ChatBody;
   readonly res: ServerResponse;
   /** Told about a finished body the client left before receiving (idempotent replay keeps it). */
@@ -40,6 +42,7 @@ export async function meteredCall(services: Services, call: CallContext): Promis
   const gone = clientGoneSignal(call.res);
   const request = {
     id: call.requestId, userId: call.userId, replicaId: services.config.replicaId, model: call.chat.model, stream: call.chat.stream,
+    keyId: call.keyId ?? null,
   };
   try {
     if (services.config.barrierMode === 'reserve') {

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { costLockKey, formatNano, requests, type Affordability, type NewRequest } from '@metergate/db';
+import { costLockKey, formatNano, requests, type Affordability, type AdmitOutcome, type NewRequest } from '@metergate/db';
+import { limitError } from '../controls/refusals.js';
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
 import { affordableBudget, defaultBudget, worstCaseNano, type CostShape, type Pricing } from './worst-case.js';
@@ -49,8 +50,11 @@ export async function admitSerialize(services: Services, request: NewRequest, pr
   const upstreamHoldNano = bounded ? cappedHoldNano(services, pricing.shape, budget) : services.config.holdFallbackNano;
   const result = await requests.admitRequest(services.pools.write, request, {
     minBalanceNano: services.config.minBalanceNano, upstreamHoldNano, holdCompletionTokens: bounded ? tokensColumn(budget) : null,
+    now: services.clock(),
   });
   if (!result.admitted) {
+    const limited = result.refusal === undefined ? null : limitError(services, result.refusal);
+    if (limited !== null) throw limited;
     throw refused(services, 'insufficient credits: the available balance (the balance less the holds of calls whose cost is not known yet) must be above the minimum to start a call');
   }
   services.metrics.admissions.inc({ mode: 'serialize', outcome: bounded ? 'admitted' : 'admitted_fallback_hold' });
@@ -76,7 +80,7 @@ export async function admitReserve(services: Services, request: NewRequest, pric
   const { shape } = pricing;
   if (shape.clientBudget !== null) {
     const budget = defaultBudget(shape)!;
-    const held = await services.admissions.admit(request.userId, holdCall(request, cappedHoldNano(services, shape, budget), budget), signal);
+    const held = heldOrThrow(services, await services.admissions.admit(request.userId, holdCall(request, cappedHoldNano(services, shape, budget), budget), signal));
     if (held !== null) return admittedReserve(services, held, null);
     throw await unaffordable(services, request.userId, shape, budget);
   }
@@ -96,7 +100,18 @@ export async function admitReserve(services: Services, request: NewRequest, pric
 }
 
 function holdCall(request: NewRequest, upstreamHoldNano: bigint, budget: bigint): HoldCall {
-  return { id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget) };
+  return {
+    id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget),
+    keyId: request.keyId ?? null,
+  };
+}
+
+/** The hold of an admitted call; null when the balance refused it; a limit's error thrown. */
+function heldOrThrow(services: Services, outcome: AdmitOutcome): bigint | null {
+  if (outcome.admitted) return outcome.holdNano;
+  const limited = limitError(services, outcome.refusal);
+  if (limited !== null) throw limited;
+  return null;
 }
 
 function admittedReserve(services: Services, holdNano: bigint, injectedMaxTokens: number | null): AdmittedCall {
@@ -105,15 +120,17 @@ function admittedReserve(services: Services, holdNano: bigint, injectedMaxTokens
 }
 
 async function admitOne(services: Services, request: NewRequest, call: HoldCall): Promise<bigint | null> {
-  return (await runAdmissionBatch(services, request.userId, [call])).get(call.id) ?? null;
+  const outcome = (await runAdmissionBatch(services, request.userId, [call])).get(call.id);
+  return outcome === undefined ? null : heldOrThrow(services, outcome);
 }
 
 /** One reserve admission statement (the user's lock is held inside it, for its duration). */
-export async function runAdmissionBatch(services: Services, userId: string, calls: HoldCall[]): Promise<Map<string, bigint>> {
+export async function runAdmissionBatch(services: Services, userId: string, calls: HoldCall[]): Promise<Map<string, AdmitOutcome>> {
   const started = performance.now();
   try {
-    return await requests.admitBatch(services.pools.write, {
-      userId, replicaId: services.config.replicaId, minBalanceNano: services.config.minBalanceNano, lockKey: costLockKey(userId), calls,
+    return await requests.admitCalls(services.pools.write, {
+      mode: 'reserve', userId, replicaId: services.config.replicaId, minBalanceNano: services.config.minBalanceNano,
+      lockKey: costLockKey(userId), calls, now: services.clock(),
     });
   } finally {
     services.metrics.lockHold.observe({ mode: 'reserve' }, (performance.now() - started) / 1000);

@@ -44,6 +44,7 @@ export function errorHandler(log: Logger, metrics: Metrics) {
       return;
     }
     if (mapped.options.retryAfterS !== undefined) res.setHeader('retry-after', String(mapped.options.retryAfterS));
+    for (const [name, value] of Object.entries(mapped.options.headers ?? {})) res.setHeader(name, value);
     res.status(mapped.status).json(mapped.toBody());
   };
 }

@@ -50,6 +50,7 @@ export function adminHoldRoutes(services: Services, adminToken: string): Router 
     }
     const entry = await ledger.settleUsage(db, {
       requestId: id, upstreamCostNano: usdTextToNano(body.cost_usd), generationId: null, promptTokens: null, completionTokens: null,
+      now: services.clock(),
     }, { operatorNote: body.note ?? 'settled by an operator' });
     if (entry === null) throw await notClosable(services, id);
     services.metrics.settles.inc({ outcome: 'settled_by_operator' });
