@@ -19,7 +19,9 @@ export interface NewRequest {
 /** Committed on its own before the upstream call, so a crash leaves a trace to reconcile. */
 export async function insertRequest(db: Queryable, request: NewRequest): Promise<void> {
   await db.query(
-    `insert into requests (id, user_id, replica_id, model, stream, state)
+    // 0011: an open request counts as an open call of its user (users.open_calls).
+    `with counted as (update users set open_calls = open_calls + 1 where id = $2::text)
+     insert into requests (id, user_id, replica_id, model, stream, state)
      values ($1::uuid, $2::text, $3::text, $4::text, $5::boolean, 'in_flight')`,
     [request.id, request.userId, request.replicaId, request.model, request.stream],
   );
