@@ -70,3 +70,60 @@ language sql immutable strict as $$
     when 'never' then null
     else (date_trunc(period, at at time zone 'UTC') + ('1 ' || period)::interval) at time zone 'UTC' end
 $$;
+
+-- Limit reached: the period in which a limit.reached event was last written (one per period).
+alter table spend_limits add column reached_period_start timestamptz;
+
+-- Low-balance alert threshold per user (null: none): a balance.low event is written by the
+-- statement that takes the balance from ≥ threshold to below it (one event per crossing).
+alter table users add column alert_balance_below_nano bigint check (alert_balance_below_nano >= 0);
+
+-- Webhooks. The secret is kept as given (deliveries are signed with it) and never returned.
+create table webhooks (
+  id text primary key,
+  url text not null check (url ~ '^https?://'),
+  secret text not null check (length(secret) between 16 and 256),
+  events text[] not null,
+  created_at timestamptz not null default now(),
+  deleted_at timestamptz
+);
+
+-- The outbox: each event is written in the same statement as its cause, with one delivery
+-- row per live webhook subscribed to its type. The event id is stable across retries.
+create table webhook_events (
+  id uuid primary key default gen_random_uuid(),
+  type text not null check (type in ('balance.low', 'limit.reached', 'request.unresolved', 'credits.granted')),
+  user_id text,
+  data jsonb not null,
+  created_at timestamptz not null default now()
+);
+create index webhook_events_created on webhook_events (created_at desc);
+
+create table webhook_deliveries (
+  id bigint generated always as identity primary key,
+  event_id uuid not null references webhook_events (id),
+  webhook_id text not null references webhooks (id),
+  state text not null default 'pending' check (state in ('pending', 'delivered', 'failed')),
+  attempts integer not null default 0,
+  -- Due time; a claim pushes it forward by the claim lease, so a replica killed mid-delivery
+  -- leaves the row due again for any replica (at-least-once).
+  next_attempt_at timestamptz not null default now(),
+  last_status integer,
+  last_error text,
+  delivered_at timestamptz,
+  created_at timestamptz not null default now(),
+  unique (event_id, webhook_id)
+);
+create index webhook_deliveries_due on webhook_deliveries (next_attempt_at) where state = 'pending';
+create index webhook_deliveries_webhook on webhook_deliveries (webhook_id, id desc);
+
+-- The delivery log: one row per attempt.
+create table webhook_attempts (
+  id bigint generated always as identity primary key,
+  delivery_id bigint not null references webhook_deliveries (id),
+  attempted_at timestamptz not null default now(),
+  status integer,
+  error text,
+  duration_ms integer not null
+);
+create index webhook_attempts_delivery on webhook_attempts (delivery_id, id desc);

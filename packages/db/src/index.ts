@@ -34,3 +34,6 @@ export * as controls from './sql/controls.js';
 export { SPEND_PERIODS_TEXT } from './sql/controls.js';
 export type { ControlsState, ControlsPatch, KeyWithRules, ModelRules, Scope, ScopeKind, SpendPeriod, SpendLimitState } from './sql/controls.js';
 export type { AdmitOutcome, Refusal, BatchCall, CallsAdmission } from './sql/requests.js';
+export * as webhooks from './sql/webhooks.js';
+export { WEBHOOK_EVENT_TYPES } from './sql/webhooks.js';
+export type { Webhook, DeliveryRow, ClaimedDelivery, AttemptResult } from './sql/webhooks.js';

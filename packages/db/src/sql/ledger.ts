@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { parseNano } from '../money.js';
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
+import { balanceLowSource, emitCtes, usdSql } from './outbox.js';
 import { ROLLUP_MEASURES, ROLLUPS, rollupKeyNames, rollupKeyValues, type Rollup } from './rollups.js';
 
 export type LedgerKind = 'grant' | 'usage' | 'adjustment';
@@ -78,10 +79,18 @@ export async function appendCredit(
           set balance_nano = balance_nano + $3::bigint,
               credits_nano = credits_nano + $3::bigint
         where id = $1::text
-       returning id, balance_nano)
-     insert into ledger_entries (user_id, kind, amount_nano, balance_after_nano, note)
-     select id, $2::text, $3::bigint, balance_nano, $4::text from account
-     returning ${LEDGER_COLUMNS}`,
+       returning id, balance_nano, alert_balance_below_nano),
+     entry as (
+       insert into ledger_entries (user_id, kind, amount_nano, balance_after_nano, note)
+       select id, $2::text, $3::bigint, balance_nano, $4::text from account
+       returning ${LEDGER_COLUMNS}),
+     -- 0011 webhooks: credits.granted for a grant; balance.low when an adjustment crosses the threshold.
+     ${emitCtes('granted', `select 'credits.granted', e.user_id, jsonb_build_object('user_id', e.user_id, 'entry_id', e.id::text,
+         'amount_usd', ${usdSql('e.amount_nano')}, 'balance_usd', ${usdSql('e.balance_after_nano')}, 'note', e.note)
+         from entry e where e.kind = 'grant'`)},
+     ${emitCtes('low', balanceLowSource(`(select id, balance_nano - $3::bigint as before_nano, balance_nano as after_nano,
+         alert_balance_below_nano as threshold_nano from account)`))}
+     select * from entry`,
     [credit.userId, credit.kind, credit.amountNano.toString(), credit.note],
   );
   const row = result.rows[0];
@@ -152,7 +161,7 @@ const SETTLE_SQL = `
       from price
      where users.id = price.user_id
     returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id,
-              price.key_id, price.hold_nano),
+              price.key_id, price.hold_nano, users.alert_balance_below_nano),
   -- 0011: the key's hold and open call are released, and the charge is counted against every
   -- spend limit of the user and the key (a new period restarts the counter). Both join the
   -- user's updated row, so they lock after it, in the admission's order.
@@ -166,6 +175,9 @@ const SETTLE_SQL = `
            period_start = spend_period_start(l.period, c.now), updated_at = now()
       from account cross join (select coalesce($11::timestamptz, now()) as now) c
      where (l.scope_kind = 'user' and l.scope_id = account.id) or (l.scope_kind = 'key' and l.scope_id = account.key_id)),
+  -- 0011: balance.low when this charge takes the balance below the user's alert threshold.
+  ${emitCtes('low', balanceLowSource(`(select id, balance_nano + charged_nano as before_nano, balance_nano as after_nano,
+                                              alert_balance_below_nano as threshold_nano from account)`))},
   entry as (
     insert into ledger_entries (user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
                                 request_id, generation_id, model, prompt_tokens, completion_tokens,

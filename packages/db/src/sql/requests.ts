@@ -1,5 +1,6 @@
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
+import { emitCtes, usdSql } from './outbox.js';
 
 export type RequestState = 'in_flight' | 'awaiting_cost' | 'settled' | 'failed' | 'unresolved' | 'voided';
 
@@ -238,7 +239,19 @@ const ADMIT_SQL = `
   inserted as (
     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens, key_id)
     select id, $2::text, $9::text, model, stream, 'in_flight', hold, tokens, key_id from admitted
-    returning id)
+    returning id),
+  -- Webhooks: limit.reached once per limit and period, with the first call it refuses.
+  reached as (
+    update spend_limits l set reached_period_start = spend_period_start(l.period, a.now)
+      from (select distinct d.refusal, d.period, d.key_id from decided d where not d.admit and d.refusal like 'spend_limit:%') h
+     cross join account a
+     where l.period = h.period
+       and ((h.refusal = 'spend_limit:user' and l.scope_kind = 'user' and l.scope_id = a.id)
+         or (h.refusal = 'spend_limit:key' and l.scope_kind = 'key' and l.scope_id = h.key_id))
+       and l.reached_period_start is distinct from spend_period_start(l.period, a.now)
+    returning l.scope_kind, l.scope_id, l.period, l.amount_nano, spend_period_end(l.period, a.now) as resets_at),
+  ${emitCtes('reached', `select 'limit.reached', $2::text, jsonb_build_object('scope', r.scope_kind, 'id', r.scope_id, 'user_id', $2::text,
+      'period', r.period, 'amount_usd', ${usdSql('r.amount_nano')}, 'resets_at', r.resets_at) from reached r`)}
   select d.id::text, d.admit, d.hold::text as hold_nano, case when d.admit then null else d.refusal end as refusal,
          (case split_part(d.refusal, ':', 1)
             when 'concurrent_calls' then case when d.refusal like '%:user' then a.conc else k.conc end::bigint
@@ -482,9 +495,17 @@ export async function claimForReconcile(db: Queryable, options: ClaimOptions): P
  */
 export async function markUnresolved(db: Queryable, requestId: string, reason: string, retryLookupAt: Date | null = null): Promise<boolean> {
   const result = await db.query(
-    `update requests set state = 'unresolved', reason = $2::text, updated_at = now(),
-            next_lookup_at = case when generation_id is null then null else $3::timestamptz end
-      where id = $1::uuid and state in ('in_flight', 'awaiting_cost', 'unresolved')`,
+    `with before as (select id, state from requests where id = $1::uuid for update),
+     changed as (
+       update requests r set state = 'unresolved', reason = $2::text, updated_at = now(),
+              next_lookup_at = case when r.generation_id is null then null else $3::timestamptz end
+         from before
+        where r.id = before.id and r.state in ('in_flight', 'awaiting_cost', 'unresolved')
+       returning r.id, r.user_id, r.generation_id, before.state as previous),
+     -- 0011 webhooks: request.unresolved once, when a request becomes unresolved.
+     ${emitCtes('unresolved', `select 'request.unresolved', c.user_id, jsonb_build_object('request_id', c.id::text,
+         'user_id', c.user_id, 'reason', $2::text, 'generation_id', c.generation_id) from changed c where c.previous <> 'unresolved'`)}
+     select 1 from changed`,
     [requestId, reason, retryLookupAt],
   );
   return result.rowCount === 1;
