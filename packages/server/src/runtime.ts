@@ -21,6 +21,7 @@ import { UnsettledGauges } from './unsettled-gauges.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
 import { PriceBook } from './holds/price-book.js';
 import { AdmissionBatcher } from './holds/admission-batcher.js';
+import { WebhookDeliverer } from './webhooks/deliverer.js';
 import { runAdmissionBatch } from './holds/admission.js';
 
 
@@ -76,6 +77,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   services.reconciler.start();
   services.unsettledGauges.start();
+  services.webhooks.start();
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${address.port}`, services, server,
@@ -169,7 +171,7 @@ function buildServices(options: RuntimeOptions, pools: Pools, migrations: Servic
     config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, priceBook, admissions,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
     idempotencyWriter: new KeyWriter(metrics, log, retryLimits), heartbeat, reconciler, unsettledGauges,
-    lifecycle: { draining: false, inFlight: 0 }, clock,
+    lifecycle: { draining: false, inFlight: 0 }, clock, webhooks: new WebhookDeliverer(pools.write, config, log),
   };
   servicesRef.current = services;
   return services;
@@ -218,8 +220,10 @@ async function shutdown(services: Services, server: Server, deadlineMs: number):
   services.lifecycle.draining = true;
   void services.heartbeat.markDraining();
   const reconcilerStopped = services.reconciler.stop(left());
+  const webhooksStopped = services.webhooks.stop(left());
   await waitForCalls(services, until);
   await reconcilerStopped;
+  await webhooksStopped;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections();
   // Cut streams end as client_closed: upstream aborted, the partial cost settled. A

@@ -13,6 +13,7 @@ import type { Migration } from '@metergate/db';
 import type { OpenRouterClient } from './upstream/openrouter.js';
 import type { PriceBook } from './holds/price-book.js';
 import type { AdmissionBatcher } from './holds/admission-batcher.js';
+import type { WebhookDeliverer } from './webhooks/deliverer.js';
 
 /** Everything a route needs, built once by the runtime and passed down explicitly. */
 export interface Services {
@@ -43,4 +44,6 @@ export interface Services {
    * one clock for every replica; tests inject one (RuntimeOptions.clock) to cross midnight.
    */
   readonly clock: () => Date | null;
+  /** Delivers the webhook outbox (any replica claims due deliveries). */
+  readonly webhooks: WebhookDeliverer;
 }

@@ -6,6 +6,7 @@ import { MetergateError } from '../errors.js';
 import { adminRoutes } from '../routes/admin.js';
 import { adminHoldRoutes } from '../routes/admin-holds.js';
 import { adminControlsRoutes } from '../routes/admin-controls.js';
+import { adminWebhookRoutes } from '../routes/admin-webhooks.js';
 import { adminReportRoutes } from '../routes/admin-reports.js';
 import { chatRoutes } from '../routes/chat.js';
 import { compatRoutes } from '../routes/openrouter-compat.js';
@@ -25,6 +26,7 @@ export function createApp(services: Services, adminToken: string): Express {
   app.use(adminReportRoutes(services, adminToken)); // ledger, usage, users and requests lists, pricing
   app.use(adminHoldRoutes(services, adminToken)); // settle / void stuck requests, the price book
   app.use(adminControlsRoutes(services, adminToken)); // limits, model lists and rate limits per user and key
+  app.use(adminWebhookRoutes(services, adminToken)); // webhooks, their delivery log, low-balance alerts
   app.use(adminRoutes(services, adminToken));
   app.use((req: Request) => {
     throw new MetergateError('not_found', `no route ${req.method} ${req.path}`);
