@@ -108,6 +108,8 @@ create table webhook_deliveries (
   -- Due time; a claim pushes it forward by the claim lease, so a replica killed mid-delivery
   -- leaves the row due again for any replica (at-least-once).
   next_attempt_at timestamptz not null default now(),
+  -- The replica that claimed it last (operators: who is delivering).
+  claimed_by text,
   last_status integer,
   last_error text,
   delivered_at timestamptz,

@@ -64,7 +64,7 @@ export interface ClaimedDelivery {
  * same rows, and pushing next_attempt_at forward by the claim lease keeps them off after
  * commit. A replica that dies mid-delivery leaves the row due again when the lease ends.
  */
-export async function claimDeliveries(db: Queryable, options: { batchMax: number; claimMs: number }): Promise<ClaimedDelivery[]> {
+export async function claimDeliveries(db: Queryable, options: { batchMax: number; claimMs: number; replicaId: string }): Promise<ClaimedDelivery[]> {
   const result = await db.query<{
     id: string; attempts: number; url: string; secret: string; event_id: string; type: string; created_at: Date; data: unknown;
   }>(
@@ -74,13 +74,14 @@ export async function claimDeliveries(db: Queryable, options: { batchMax: number
         order by d.next_attempt_at limit $1::integer
           for update of d skip locked),
      claimed as (
-       update webhook_deliveries d set attempts = d.attempts + 1, next_attempt_at = now() + $2::integer * interval '1 millisecond'
+       update webhook_deliveries d set attempts = d.attempts + 1, next_attempt_at = now() + $2::integer * interval '1 millisecond',
+              claimed_by = $3::text
          from due where d.id = due.id
        returning d.id, d.attempts, d.webhook_id, d.event_id)
      select c.id::text, c.attempts, w.url, w.secret, e.id::text as event_id, e.type, e.created_at, e.data
        from claimed c join webhooks w on w.id = c.webhook_id join webhook_events e on e.id = c.event_id
       order by c.id`,
-    [options.batchMax, options.claimMs],
+    [options.batchMax, options.claimMs, options.replicaId],
   );
   return result.rows.map((row) => ({
     id: row.id, attempts: row.attempts, url: row.url, secret: row.secret,

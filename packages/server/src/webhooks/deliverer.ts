@@ -52,6 +52,7 @@ export class WebhookDeliverer {
     while (!this.#stopped) {
       const claimed = await webhooks.claimDeliveries(this.pool, {
         batchMax: this.config.webhookBatchMax, claimMs: this.config.webhookTimeoutMs + this.config.webhookDeliveryIntervalMs,
+        replicaId: this.config.replicaId,
       });
       await Promise.all(claimed.map((delivery) => this.deliver(delivery)));
       attempts += claimed.length;
