@@ -9,7 +9,8 @@
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { controls, formatNano, SPEND_PERIODS_TEXT, usdTextToNano, type ControlsPatch, type ControlsState, type Scope } from '@metergate/db';
+import { controls, SPEND_PERIODS_TEXT, usdTextToNano, type ControlsPatch, type Scope } from '@metergate/db';
+import { limitsJson } from '../controls/limits-json.js';
 import { requireAdmin } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import { jsonBody } from '../http/json-body.js';
@@ -92,19 +93,4 @@ async function readLimits(services: Services, scope: Scope): Promise<Record<stri
   const state = await controls.getControls(services.pools.write, scope, services.clock());
   if (state === null) throw notFound(scope);
   return limitsJson(state);
-}
-
-export function limitsJson(state: ControlsState): Record<string, unknown> {
-  return {
-    scope: state.scope.kind, id: state.scope.id, user_id: state.userId,
-    spend: state.spend.map((s) => ({
-      amount_usd: formatNano(s.amountNano), period: s.period, spent_usd: formatNano(s.spentNano), held_usd: formatNano(state.heldNano),
-      remaining_usd: formatNano(s.amountNano - s.spentNano - state.heldNano),
-      period_start: s.periodStart?.toISOString() ?? null, resets_at: s.resetsAt?.toISOString() ?? null,
-    })),
-    requests_per_minute: state.requestsPerMinute, requests_this_minute: state.requestsThisMinute,
-    minute_resets_at: state.minuteResetsAt.toISOString(),
-    concurrent_calls: state.concurrentCalls, open_calls: state.openCalls, held_usd: formatNano(state.heldNano),
-    models: { allow: state.models.allow, deny: state.models.deny },
-  };
 }
