@@ -21,6 +21,7 @@ QUnit.module('cli: limits and webhooks', (hooks) => {
     assert.deepEqual(body.spend.map((s) => [s.period, s.amount_usd, s.spent_usd]), [['day', '1.000000000', '0.000000000'], ['month', '20.000000000', '0.000000000']]);
     assert.deepEqual([body.requests_per_minute, body.concurrent_calls, body.models], [60, 4, { allow: ['openai/*', 'perplexity/sonar'], deny: null }]);
     const cleared = await cli('limits', 'set', 'lim', '--rpm', 'none', '--spend', 'none', '--json');
+    assert.strictEqual(cleared.code, 0, cleared.stderr);
     const after = JSON.parse(cleared.stdout) as { spend: unknown[]; requests_per_minute: number | null; concurrent_calls: number };
     assert.deepEqual([after.spend, after.requests_per_minute, after.concurrent_calls], [[], null, 4]);
     const key = await cli('limits', 'set', keyId, '--key', '--deny', 'openai/gpt-4o', '--json');

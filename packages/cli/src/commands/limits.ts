@@ -33,7 +33,8 @@ export function registerLimits(program: Command): void {
     .action(set);
 }
 
-type SetOptions = { key?: boolean; json?: boolean; spend: string[]; rpm?: number | null; concurrent?: number | null; allow?: string[] | null; deny?: string[] | null };
+// Commander turns a parser's null into '', so "none" stays a string until set() reads it.
+type SetOptions = { key?: boolean; json?: boolean; spend: string[]; rpm?: number | 'none'; concurrent?: number | 'none'; allow?: string[] | 'none'; deny?: string[] | 'none' };
 
 async function set(id: string, opts: SetOptions): Promise<void> {
   const scope = scopeOf(id, opts);
@@ -42,10 +43,11 @@ async function set(id: string, opts: SetOptions): Promise<void> {
   if (patch.spend !== undefined && patch.spend !== null && new Set(patch.spend.map((s) => s.period)).size !== patch.spend.length) {
     throw usage('one spend limit per period');
   }
-  if (opts.rpm !== undefined) patch.requestsPerMinute = opts.rpm;
-  if (opts.concurrent !== undefined) patch.concurrentCalls = opts.concurrent;
+  const orNull = <T>(value: T | 'none'): T | null => (value === 'none' ? null : value);
+  if (opts.rpm !== undefined) patch.requestsPerMinute = orNull(opts.rpm);
+  if (opts.concurrent !== undefined) patch.concurrentCalls = orNull(opts.concurrent);
   if (opts.allow !== undefined || opts.deny !== undefined) {
-    patch.models = { ...(opts.allow !== undefined ? { allow: opts.allow } : {}), ...(opts.deny !== undefined ? { deny: opts.deny } : {}) };
+    patch.models = { ...(opts.allow !== undefined ? { allow: orNull(opts.allow) } : {}), ...(opts.deny !== undefined ? { deny: orNull(opts.deny) } : {}) };
   }
   if (Object.keys(patch).length === 0) throw usage('nothing to change: give --spend, --rpm, --concurrent, --allow or --deny');
   const changed = await withDatabase(({ pool }) => controls.putControls(pool, scope, patch, null));
@@ -85,14 +87,14 @@ function spendLimit(text: string): { period: SpendPeriod; amountNano: bigint } {
   return { period: period as SpendPeriod, amountNano: nano };
 }
 
-function count(text: string): number | null {
-  if (text === 'none') return null;
+function count(text: string): number | 'none' {
+  if (text === 'none') return 'none';
   if (!/^\d{1,7}$/.test(text) || Number(text) < 1) throw new InvalidArgumentError(`expected a positive whole number or "none"; got ${JSON.stringify(text)}`);
   return Number(text);
 }
 
-function modelList(text: string): string[] | null {
-  if (text === 'none') return null;
+function modelList(text: string): string[] | 'none' {
+  if (text === 'none') return 'none';
   const list = text.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
   const bad = list.find((entry) => !isValidPattern(entry));
   if (bad !== undefined) throw new InvalidArgumentError(`a model entry is an exact id or a vendor pattern such as "openai/*"; got ${JSON.stringify(bad)}`);

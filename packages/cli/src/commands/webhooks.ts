@@ -52,8 +52,9 @@ export function registerWebhooks(program: Command): void {
       process.stdout.write(`${n} deliver${n === 1 ? 'y' : 'ies'} of ${id} queued\n`);
     });
   cmd.command('alert').description('a user\'s low-balance threshold for balance.low events ("none" clears)')
-    .argument('<user>', 'user id', nonEmpty('user id')).argument('<usd>', 'threshold in USD, or "none"', (text: string) => (text === 'none' ? null : amountNano(text)))
-    .action(async (userId: string, threshold: bigint | null) => {
+    .argument('<user>', 'user id', nonEmpty('user id')).argument('<usd>', 'threshold in USD, or "none"', (text: string) => (text === 'none' ? 'none' : amountNano(text)))
+    .action(async (userId: string, given: bigint | 'none') => {
+      const threshold = given === 'none' ? null : given;
       if (threshold !== null && threshold < 0n) throw usage('the threshold cannot be negative');
       if (!(await withDatabase(({ pool }) => webhooks.setBalanceAlert(pool, userId, threshold)))) throw notFound(`no user ${userId}`);
       process.stdout.write(`${userId}: balance.low below ${threshold === null ? 'none' : `${formatNano(threshold)} USD`}\n`);
