@@ -128,3 +128,29 @@ QUnit.module('spend limits: admin API', (hooks) => {
 function formatUsd(nano: bigint): string {
   return `${nano / 1_000_000_000n}.${(nano % 1_000_000_000n).toString().padStart(9, '0')}`;
 }
+
+QUnit.module('spend limits: reserve budget without max_tokens', (hooks) => {
+  let stack: TestStack;
+  hooks.before(async () => { stack = await startStack({ env: { BARRIER: 'reserve' } }); });
+  hooks.after(async () => { await stack.close(); });
+
+  QUnit.test('the max_tokens sent fits the limit\'s room, not just the balance; no room left is spend_limit_reached', async (assert) => {
+    const user = 'budget-limit';
+    const key = await stack.createUser(user, '10.00');
+    assert.strictEqual((await stack.admin('PUT', `/admin/users/${user}/limits`, { spend: [{ amount_usd: '0.001', period: 'day' }] })).status, 200);
+    const body: Body = { model: 'openai/gpt-4o-mini', messages: messages(), sim: { completion_tokens: 10 } };
+    const first = await post(stack.url, key, body);
+    assert.strictEqual(first.status, 200, 'admitted with a budget the limit can hold');
+    await first.text();
+    // The budget the hold was computed with is the max_tokens sent upstream (holds-reserve tests that equality).
+    const { rows } = await stack.db.pool.query<{ t: number }>('select hold_completion_tokens as t from requests where user_id = $1::text', [user]);
+    const maxTokens = rows[0]?.t;
+    // gpt-4o-mini output costs 600 nano-USD a token: $0.001 of room holds well under 1,667 tokens (its 16,384 limit would not fit).
+    assert.true(maxTokens !== undefined && maxTokens < 1_667 && maxTokens >= 16, `max_tokens ${maxTokens} fits the limit`);
+    await assertBooks(assert, stack, user);
+    // Use up the room: a grant does not help; the limit does.
+    await stack.db.pool.query(`update spend_limits set spent_nano = amount_nano where scope_id = $1::text`, [user]);
+    const refused = await post(stack.url, key, body);
+    await assertOpenAiError(assert, refused, 402, 'spend_limit_reached');
+  });
+});

@@ -268,22 +268,33 @@ export interface Affordability {
   /** balance − held + the holds of calls in flight now (whose cost will land before any queued call runs). */
   availableAfterInFlightNano: bigint;
   multiplierPpm: bigint;
+  /**
+   * 0011: the least room left under the user's and the key's spend limits (amount − spent in
+   * the current period − held), charged nano-USD; null when no limit applies.
+   */
+  limitRoomNano: bigint | null;
 }
 
 /** What a user can spend right now, for the reserve budget and the before-queuing check. */
-export async function affordability(db: Queryable, userId: string): Promise<Affordability | null> {
-  const result = await db.query<{ available: string; after_in_flight: string; ppm: string }>(
-    `select u.balance_nano - u.held_nano as available,
+export async function affordability(db: Queryable, userId: string, keyId: string | null = null, now: Date | null = null): Promise<Affordability | null> {
+  const result = await db.query<{ available: string; after_in_flight: string; ppm: string; room: string | null }>(
+    `select (select min(l.amount_nano - case when l.period_start = spend_period_start(l.period, coalesce($3::timestamptz, now()))
+                                            then l.spent_nano else 0 end
+                        - case when l.scope_kind = 'user' then u.held_nano else k.held_nano end)
+               from spend_limits l left join api_keys k on k.id = $2::text
+              where (l.scope_kind = 'user' and l.scope_id = u.id) or (l.scope_kind = 'key' and l.scope_id = $2::text))::text as room,
+            u.balance_nano - u.held_nano as available,
             u.balance_nano - u.held_nano
               + coalesce((select sum(r.hold_nano) from requests r
                            where r.user_id = u.id and r.state = 'in_flight'), 0) as after_in_flight,
             coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm
        from users u, pricing_settings s where u.id = $1::text`,
-    [userId],
+    [userId, keyId, now],
   );
   const row = result.rows[0];
   return row === undefined ? null : {
     availableNano: BigInt(row.available), availableAfterInFlightNano: BigInt(row.after_in_flight), multiplierPpm: BigInt(row.ppm),
+    limitRoomNano: row.room === null ? null : BigInt(row.room),
   };
 }
 

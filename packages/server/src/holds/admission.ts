@@ -61,9 +61,15 @@ export async function admitSerialize(services: Services, request: NewRequest, pr
   return { holdNano: result.holdNano, injectedMaxTokens: null };
 }
 
+function limitBinds(services: Services, afford: Affordability): boolean {
+  return afford.limitRoomNano !== null && afford.limitRoomNano < afford.availableNano - services.config.minBalanceNano;
+}
+
 /** The upstream nano-USD a user can still hold, after the minimum and their multiplier. */
 function spareUpstreamNano(services: Services, afford: Affordability): bigint {
-  const spare = afford.availableNano - services.config.minBalanceNano;
+  const balanceSpare = afford.availableNano - services.config.minBalanceNano;
+  // A spend limit with less room than the balance bounds the budget too.
+  const spare = afford.limitRoomNano !== null && afford.limitRoomNano < balanceSpare ? afford.limitRoomNano : balanceSpare;
   return spare <= 0n ? -1n : (spare * 1_000_000n) / afford.multiplierPpm;
 }
 
@@ -88,9 +94,16 @@ export async function admitReserve(services: Services, request: NewRequest, pric
   return services.admissions.solo(request.userId, async () => {
     // Two tries: another replica may spend between the read and the admission.
     for (let attempt = 0; attempt < 2; attempt += 1) {
-      const afford = await readAffordability(services, request.userId);
+      const afford = await readAffordability(services, request.userId, request.keyId ?? null);
       const fits = affordableBudget(shape, spareUpstreamNano(services, afford));
-      if (fits === null || fits < RESERVE_COMPLETION_TOKENS_MIN) break;
+      if (fits === null || fits < RESERVE_COMPLETION_TOKENS_MIN) {
+        if (!limitBinds(services, afford)) break;
+        // The spend limit, not the balance, leaves no room: the admission statement says which
+        // limit and when it resets (a limit error is thrown), unless room appeared meanwhile.
+        const held = await admitOne(services, request, holdCall(request, cappedHoldNano(services, shape, RESERVE_COMPLETION_TOKENS_MIN), RESERVE_COMPLETION_TOKENS_MIN));
+        if (held !== null) return admittedReserve(services, held, Number(RESERVE_COMPLETION_TOKENS_MIN));
+        break;
+      }
       const budget = fits > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : fits;
       const held = await admitOne(services, request, holdCall(request, cappedHoldNano(services, shape, budget), budget));
       if (held !== null) return admittedReserve(services, held, Number(budget));
@@ -137,8 +150,8 @@ export async function runAdmissionBatch(services: Services, userId: string, call
   }
 }
 
-async function readAffordability(services: Services, userId: string): Promise<Affordability> {
-  const afford = await requests.affordability(services.pools.write, userId);
+async function readAffordability(services: Services, userId: string, keyId: string | null = null): Promise<Affordability> {
+  const afford = await requests.affordability(services.pools.write, userId, keyId, services.clock());
   if (afford === null) throw new MetergateError('invalid_api_key', 'the user of this key no longer exists');
   return afford;
 }
