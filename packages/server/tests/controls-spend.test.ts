@@ -3,6 +3,7 @@
 // the limit resets at midnight UTC.
 import { startStack, type TestStack } from '@metergate/testkit';
 import type { Runtime } from '@metergate/server';
+import { verify } from '@metergate/db';
 import { assertBooks, assertOpenAiError, messages, userHeaders, HTTP_TIMEOUT_MS, type Body } from './helpers.js';
 
 async function charged(stack: TestStack, user: string): Promise<bigint> {
@@ -96,6 +97,12 @@ for (const mode of ['reserve', 'serialize'] as const) {
       const bound = mode === 'reserve' ? 50_000n : 50_000n + await maxCharge(stack, user);
       assert.true(spent <= bound, `key spent ${spent} ≤ ${bound}`);
       await assertBooks(assert, stack, user);
+    });
+
+    QUnit.test('verify: balances, holds, open-call counters and key holds all match the requests', async (assert) => {
+      const report = await verify.verifyBooks(stack.db.pool, { staleInFlightMs: 60_000, sampleMax: 5 });
+      assert.strictEqual(report.breaches.controls.count, 0, JSON.stringify(report.breaches.controls.sample));
+      assert.true(report.ok, JSON.stringify(report.breaches));
     });
   });
 }
