@@ -21,10 +21,10 @@ export async function loadMigrations(dir: string): Promise<Migration[]> {
   let previous = 0;
   for (const name of names) {
     const match = FILE_RE.exec(name);
-    // Numbers are unique and increasing; a gap is allowed, as numbers are handed out to branches
-    // in advance (a branch may ship 0011 before 0009 lands). Applied migrations are kept by name.
-    if (match === null || Number(match[1]) <= previous) {
-      throw new MigrationError(`migration ${name} must be named NNNN_words.sql with a number above ${previous} (unique, increasing)`);
+    // The first is 0001; then numbers are unique and increasing, and a gap is allowed, as numbers
+    // are handed out to branches in advance (0011 may land before 0009). Applied ones are kept by name.
+    if (match === null || Number(match[1]) <= previous || (previous === 0 && Number(match[1]) !== 1)) {
+      throw new MigrationError(`migration ${name} must be named NNNN_words.sql with a number ${previous === 0 ? 'of 1' : `above ${previous}`} (unique, increasing)`);
     }
     previous = Number(match[1]);
     const sql = await readFile(path.join(dir, name), 'utf8');

@@ -56,8 +56,15 @@ function modelsCache(services: Services): () => Promise<{ status: number; body: 
 /** The upstream list without the models the caller may not use (bytes untouched without rules). */
 function allowedModels(rules: CallerRules, body: Buffer): Buffer {
   if (!hasRules(rules)) return body;
-  const parsed = JSON.parse(body.toString('utf8')) as { data?: unknown };
-  if (!Array.isArray(parsed.data)) throw new MetergateError('upstream_bad_response', 'the upstream model list has no `data` array');
+  let parsed: { data?: unknown };
+  try {
+    parsed = JSON.parse(body.toString('utf8')) as { data?: unknown };
+  } catch (error) {
+    throw new MetergateError('upstream_bad_response', 'the upstream model list is not JSON', { cause: error });
+  }
+  if (typeof parsed !== 'object' || parsed === null || !Array.isArray(parsed.data)) {
+    throw new MetergateError('upstream_bad_response', 'the upstream model list has no `data` array');
+  }
   parsed.data = parsed.data.filter((model: unknown) => {
     const id = (model as { id?: unknown } | null)?.id;
     return typeof id === 'string' && modelAllowed(rules, id);
