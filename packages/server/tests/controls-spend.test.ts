@@ -3,7 +3,7 @@
 // the limit resets at midnight UTC.
 import { startStack, type TestStack } from '@metergate/testkit';
 import type { Runtime } from '@metergate/server';
-import { verify } from '@metergate/db';
+import { ledger, verify } from '@metergate/db';
 import { assertBooks, assertOpenAiError, messages, userHeaders, HTTP_TIMEOUT_MS, type Body } from './helpers.js';
 
 async function charged(stack: TestStack, user: string): Promise<bigint> {
@@ -135,6 +135,25 @@ QUnit.module('spend limits: admin API', (hooks) => {
 function formatUsd(nano: bigint): string {
   return `${nano / 1_000_000_000n}.${(nano % 1_000_000_000n).toString().padStart(9, '0')}`;
 }
+
+QUnit.module('controls: rolling upgrade across 0011', (hooks) => {
+  let stack: TestStack;
+  hooks.before(async () => { stack = await startStack(); });
+  hooks.after(async () => { await stack.close(); });
+
+  QUnit.test('a call admitted by a pre-0011 replica (not counted as open) still settles; the count stays at 0', async (assert) => {
+    await stack.createUser('upgrade-user', '1.00');
+    const id = '00000000-0000-4000-8000-000000000011';
+    // What a pre-0011 replica's admission wrote: the request and its hold, no open-call count, no key.
+    await stack.db.pool.query(
+      `with held as (update users set held_nano = held_nano + 1000 where id = 'upgrade-user')
+       insert into requests (id, user_id, replica_id, model, stream, state, hold_nano) values ($1::uuid, 'upgrade-user', 'old', 'm/x', false, 'in_flight', 1000)`, [id]);
+    const settled = await ledger.settleUsage(stack.db.pool, { requestId: id, upstreamCostNano: 500n, generationId: null, promptTokens: null, completionTokens: null });
+    assert.notStrictEqual(settled, null, 'settled, not rejected by the open_calls check');
+    const { rows } = await stack.db.pool.query<{ open_calls: number; held: string }>(`select open_calls, held_nano::text as held from users where id = 'upgrade-user'`);
+    assert.deepEqual([rows[0]!.open_calls, rows[0]!.held], [0, '0']);
+  });
+});
 
 QUnit.module('spend limits: reserve budget without max_tokens', (hooks) => {
   let stack: TestStack;

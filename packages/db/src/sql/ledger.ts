@@ -157,7 +157,9 @@ const SETTLE_SQL = `
        set balance_nano = balance_nano - price.charged_nano,
            usage_nano = usage_nano + price.charged_nano,
            held_nano = held_nano - price.hold_nano,
-           open_calls = open_calls - 1
+           -- Never below 0: a request admitted by a pre-0011 replica during a rolling upgrade was
+           -- not counted, and a settle must not fail on a counter (verify reports any drift).
+           open_calls = greatest(open_calls - 1, 0)
       from price
      where users.id = price.user_id
     returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id,

@@ -328,10 +328,11 @@ export async function markAwaitingCost(
 
 /**
  * Releases a closed request's hold and open call from its user and its key (0011), the user's
- * row first (the admission's lock order). Follows a \`closed\` CTE returning user_id, hold_nano, key_id.
+ * row first (the admission's lock order). Follows a `closed` CTE returning user_id, hold_nano, key_id;
+ * open_calls never goes below 0 (see SETTLE_SQL: a pre-0011 replica did not count its calls).
  */
 const RELEASE_CTES = `released as (
-       update users u set held_nano = u.held_nano - closed.hold_nano, open_calls = u.open_calls - 1
+       update users u set held_nano = u.held_nano - closed.hold_nano, open_calls = greatest(u.open_calls - 1, 0)
          from closed where u.id = closed.user_id
        returning closed.key_id, closed.hold_nano),
      key_released as (
