@@ -59,18 +59,19 @@ QUnit.module('controls: model allow/deny lists', (hooks) => {
   });
 });
 
-QUnit.module('controls: rate limits across two replicas (injected clock)', (hooks) => {
+for (const mode of ['reserve', 'serialize'] as const) {
+QUnit.module(`controls: rate limits across two replicas (${mode}, injected clock)`, (hooks) => {
   let stack: TestStack;
   let second: Runtime;
   let now = new Date('2026-03-10T12:00:10.000Z');
   hooks.before(async () => {
-    stack = await startStack({ env: { BARRIER: 'reserve' }, clock: () => now });
+    stack = await startStack({ env: { BARRIER: mode }, clock: () => now });
     second = await stack.addReplica!();
   });
   hooks.after(async () => { await stack.close(); });
 
   QUnit.test('requests per minute on a key: accepted = the limit per UTC minute over both replicas; 429s carry the headers', async (assert) => {
-    const user = 'rpm-user';
+    const user = `rpm-${mode}`;
     const key = await stack.createUser(user, '5.00');
     const { rows } = await stack.db.pool.query<{ id: string }>('select id from api_keys where user_id = $1::text', [user]);
     assert.strictEqual((await stack.admin('PUT', `/admin/keys/${rows[0]!.id}/limits`, { requests_per_minute: 7 })).status, 200);
@@ -93,8 +94,9 @@ QUnit.module('controls: rate limits across two replicas (injected clock)', (hook
     await assertBooks(assert, stack, user);
   });
 
-  QUnit.test('concurrent calls on a user: at most N open at once across replicas; 429 too_many_concurrent_calls', async (assert) => {
-    const user = 'conc-user';
+  // Serialize mode runs one call per user at a time across replicas (the barrier): only reserve mode can have N open.
+  if (mode === 'reserve') QUnit.test('concurrent calls on a user: at most N open at once across replicas; 429 too_many_concurrent_calls', async (assert) => {
+    const user = `conc-${mode}`;
     const key = await stack.createUser(user, '5.00');
     assert.strictEqual((await stack.admin('PUT', `/admin/users/${user}/limits`, { concurrent_calls: 3 })).status, 200);
     const slow: Body = { ...BODY, stream: true, sim: { completion_tokens: 10, chunk_delay_ms: 150 } };
@@ -112,3 +114,4 @@ QUnit.module('controls: rate limits across two replicas (injected clock)', (hook
     await assertBooks(assert, stack, user);
   });
 });
+}
