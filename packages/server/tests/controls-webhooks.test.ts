@@ -1,6 +1,7 @@
 // Webhooks (issue 13) against a real local HTTP receiver: events are written with their cause,
 // one balance.low per threshold crossing, signed deliveries, nothing lost while the receiver is down.
 import { eventually, freePort, startStack, startWebhookReceiver, type TestStack, type WebhookReceiver } from '@metergate/testkit';
+import { requests } from '@metergate/db';
 import { verifySignature } from '../src/webhooks/signature.js';
 import { assertOpenAiError, chat, messages } from './helpers.js';
 
@@ -86,6 +87,41 @@ QUnit.module('webhooks', (hooks) => {
       const done = await eventually(async () => (await (await stack.admin('GET', `/admin/webhooks/${hook.id}/deliveries`)).json()) as { data: Array<{ state: string }> },
         (body) => body.data.every((d) => d.state === 'delivered'), 5_000);
       assert.strictEqual(done.data.length, 5);
+    } finally {
+      await receiver.close();
+      await stack.admin('DELETE', `/admin/webhooks/${hook.id}`);
+    }
+  });
+
+  QUnit.test('limit.reached once per limit and period; request.unresolved once per request', async (assert) => {
+    const receiver = await startWebhookReceiver();
+    const created = await stack.admin('POST', '/admin/webhooks', { url: receiver.url, secret: SECRET, events: ['limit.reached', 'request.unresolved'] });
+    const hook = await created.json() as { id: string };
+    try {
+      const user = 'reached-user';
+      const key = await stack.createUser(user, '1.00');
+      assert.strictEqual((await stack.admin('PUT', `/admin/users/${user}/limits`, { spend: [{ amount_usd: '0.000001', period: 'week' }] })).status, 200);
+      const body = { model: 'openai/gpt-4o-mini', max_tokens: 20, messages: messages(), sim: { completion_tokens: 5 } };
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i += 1) {
+        const response = await chat(stack, key, body);
+        statuses.push(response.status);
+        await response.text();
+      }
+      // Serialize: spent (0) + held (0) < limit admits the first call; its charge uses the room up.
+      assert.deepEqual(statuses, [200, 402, 402]);
+      const id = '00000000-0000-4000-8000-0000000000aa';
+      await requests.insertRequest(stack.db.pool, { id, userId: user, replicaId: 'test', model: 'm/x', stream: false });
+      assert.true(await requests.markUnresolved(stack.db.pool, id, 'test_reason'));
+      assert.true(await requests.markUnresolved(stack.db.pool, id, 'test_reason_again'), 'still unresolved, reason updated');
+      await eventually(async () => eventsOf(receiver).length, (n) => n >= 2, 10_000);
+      await new Promise((resolve) => setTimeout(resolve, 500)); // no late duplicates
+      const events = eventsOf(receiver);
+      const reached = events.filter((e) => e.type === 'limit.reached');
+      assert.strictEqual(reached.length, 1, 'two refusals in the period: one limit.reached');
+      assert.deepEqual([reached[0]!.data.scope, reached[0]!.data.id, reached[0]!.data.period, reached[0]!.data.amount_usd], ['user', user, 'week', '0.000001000']);
+      const unresolved = events.filter((e) => e.type === 'request.unresolved');
+      assert.deepEqual(unresolved.map((e) => [e.data.request_id, e.data.reason]), [[id, 'test_reason']], 'one event when it became unresolved');
     } finally {
       await receiver.close();
       await stack.admin('DELETE', `/admin/webhooks/${hook.id}`);
