@@ -12,6 +12,8 @@ import { registerPrices } from './commands/prices.js';
 import { registerUsage } from './commands/usage.js';
 import { registerUsers } from './commands/users.js';
 import { registerVerify } from './commands/verify.js';
+import { registerLimits } from './commands/limits.js';
+import { registerWebhooks } from './commands/webhooks.js';
 import { DatabaseCommandError } from './db.js';
 import { CliError, ExitCode } from './errors.js';
 
@@ -40,7 +42,7 @@ export function buildProgram(): Command {
     .addHelpText('after', HELP_AFTER)
     .exitOverride();
   for (const register of [registerUsers, registerKeys, registerCredits, registerLedger, registerUsage, registerPricing,
-    registerRequests, registerResolve, registerPrices, registerVerify, registerMigrate]) {
+    registerRequests, registerResolve, registerPrices, registerVerify, registerMigrate, registerLimits, registerWebhooks]) {
     register(program);
   }
   // Subcommands inherit exitOverride only when set before they are added: set it on each.

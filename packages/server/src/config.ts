@@ -83,6 +83,12 @@ const envSchema = z.object({
   IDEMPOTENCY_TTL_HOURS: int(24, 24 * 365, 24),
   IDEMPOTENCY_STREAM_BYTES_MAX: int(1_024, 256 * 1024 * 1024, 1024 * 1024),
   SHUTDOWN_DEADLINE_MS: int(0, 3_600_000, 30_000),
+  WEBHOOK_DELIVERY_INTERVAL_MS: int(50, 600_000, 1_000),
+  WEBHOOK_TIMEOUT_MS: int(100, 300_000, 10_000),
+  WEBHOOK_BATCH_MAX: int(1, 1_000, 20),
+  WEBHOOK_ATTEMPTS_MAX: int(1, 10_000, 50),
+  WEBHOOK_BACKOFF_MS: int(10, 3_600_000, 1_000),
+  WEBHOOK_BACKOFF_MAX_MS: int(10, 86_400_000, 600_000),
 });
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -109,6 +115,14 @@ export interface Config {
   /** GET /readyz reuses one database probe for this long (single-flight), however often called. */
   readonly readinessCacheMs: number;
   readonly logLevel: LogLevel;
+  /** Webhooks: how often each replica claims due deliveries; one POST's time limit; rows per claim. */
+  readonly webhookDeliveryIntervalMs: number;
+  readonly webhookTimeoutMs: number;
+  readonly webhookBatchMax: number;
+  /** A delivery is given up ('failed', replayable) after this many attempts, backing off from WEBHOOK_BACKOFF_MS doubling up to WEBHOOK_BACKOFF_MAX_MS. */
+  readonly webhookAttemptsMax: number;
+  readonly webhookBackoffMs: number;
+  readonly webhookBackoffMsMax: number;
   readonly replicaId: string;
   /** Admission floor: serialize admits while balance − held > this; reserve while balance − held − hold ≥ this. */
   readonly minBalanceNano: bigint;
@@ -200,6 +214,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.HOLD_FALLBACK_USD < 0n) {
     throw new ConfigError('invalid configuration:\n  HOLD_FALLBACK_USD: must not be negative');
   }
+  if (e.WEBHOOK_BACKOFF_MAX_MS < e.WEBHOOK_BACKOFF_MS) {
+    throw new ConfigError('invalid configuration:\n  WEBHOOK_BACKOFF_MAX_MS: must be at least WEBHOOK_BACKOFF_MS');
+  }
   if (e.RECONCILE_BACKOFF_MAX_MS < e.RECONCILE_BACKOFF_MS) {
     throw new ConfigError('invalid configuration:\n  RECONCILE_BACKOFF_MAX_MS: must be at least RECONCILE_BACKOFF_MS');
   }
@@ -230,6 +247,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reconcileBackoffMsMax: e.RECONCILE_BACKOFF_MAX_MS, reconcileAttemptsMax: e.RECONCILE_ATTEMPTS_MAX,
     reconcileAgeMsMax: e.RECONCILE_AGE_MAX_MS, idempotencyTtlHours: e.IDEMPOTENCY_TTL_HOURS,
     idempotencyStreamBytesMax: e.IDEMPOTENCY_STREAM_BYTES_MAX, shutdownDeadlineMs: e.SHUTDOWN_DEADLINE_MS,
+    webhookDeliveryIntervalMs: e.WEBHOOK_DELIVERY_INTERVAL_MS, webhookTimeoutMs: e.WEBHOOK_TIMEOUT_MS, webhookBatchMax: e.WEBHOOK_BATCH_MAX,
+    webhookAttemptsMax: e.WEBHOOK_ATTEMPTS_MAX, webhookBackoffMs: e.WEBHOOK_BACKOFF_MS, webhookBackoffMsMax: e.WEBHOOK_BACKOFF_MAX_MS,
   });
 }
 

@@ -10,6 +10,8 @@ const TABLE = {
   unpriced_model: { status: 400, type: 'invalid_request_error' },
   invalid_api_key: { status: 401, type: 'authentication_error' },
   insufficient_credits: { status: 402, type: 'insufficient_quota' },
+  spend_limit_reached: { status: 402, type: 'insufficient_quota' },
+  model_not_allowed: { status: 403, type: 'permission_error' },
   not_found: { status: 404, type: 'invalid_request_error' },
   conflict: { status: 409, type: 'invalid_request_error' },
   // nginx's convention for "the client closed the request": logged, never seen by the client.
@@ -17,6 +19,8 @@ const TABLE = {
   payload_too_large: { status: 413, type: 'invalid_request_error' },
   unprocessable: { status: 422, type: 'invalid_request_error' },
   too_many_exports: { status: 429, type: 'rate_limit_error' },
+  rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
+  too_many_concurrent_calls: { status: 429, type: 'rate_limit_error' },
   internal_error: { status: 500, type: 'server_error' },
   upstream_unreachable: { status: 502, type: 'upstream_error' },
   upstream_bad_response: { status: 502, type: 'upstream_error' },
@@ -36,7 +40,7 @@ export class MetergateError extends CodedError<ErrorCode> {
   constructor(
     code: ErrorCode,
     message: string,
-    readonly options: { retryAfterS?: number; param?: string; cause?: unknown } = {},
+    readonly options: { retryAfterS?: number; param?: string; cause?: unknown; headers?: Record<string, string> } = {},
   ) {
     super(code, message, { cause: options.cause });
   }

@@ -20,6 +20,8 @@ export interface RuntimeOptions {
   databaseUrl: string;
   openRouterApiKey: string;
   adminToken: string;
+  /** Tests only: the controls' clock (default: the database's now()). */
+  clock?: () => Date | null;
 }
 
 export interface Runtime {
@@ -61,6 +63,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   services.reconciler.start();
   services.unsettledGauges.start();
+  services.webhooks.start();
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${address.port}`, services, server,

@@ -13,6 +13,7 @@ import type { Migration } from '@metergate/db';
 import type { OpenRouterClient } from './upstream/openrouter.js';
 import type { PriceBook } from './holds/price-book.js';
 import type { AdmissionBatcher } from './holds/admission-batcher.js';
+import type { WebhookDeliverer } from './webhooks/deliverer.js';
 
 /** Everything a route needs, built once by the runtime and passed down explicitly. */
 export interface Services {
@@ -38,4 +39,11 @@ export interface Services {
   readonly migrations: readonly Migration[];
   /** Set while shutting down: readiness fails and new metered calls are refused. */
   readonly lifecycle: { draining: boolean; inFlight: number };
+  /**
+   * The controls' clock (spend-limit periods, rate windows): null means the database's now(),
+   * one clock for every replica; tests inject one (RuntimeOptions.clock) to cross midnight.
+   */
+  readonly clock: () => Date | null;
+  /** Delivers the webhook outbox (any replica claims due deliveries). */
+  readonly webhooks: WebhookDeliverer;
 }

@@ -13,8 +13,10 @@ export async function shutdown(services: Services, server: Server, deadlineMs: n
   services.lifecycle.draining = true;
   void services.heartbeat.markDraining();
   const reconcilerStopped = services.reconciler.stop(left());
+  const webhooksStopped = services.webhooks.stop(left());
   await waitForCalls(services, until);
   await reconcilerStopped;
+  await webhooksStopped;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections();
   // Cut streams end as client_closed: upstream aborted, the partial cost settled. A

@@ -17,6 +17,7 @@ import type { RuntimeOptions } from './runtime.js';
 import type { Services } from './services.js';
 import { UnsettledGauges } from './unsettled-gauges.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
+import { WebhookDeliverer } from './webhooks/deliverer.js';
 
 /** Wiring: every long-lived part of one replica, built from the config, nothing started yet. */
 export function buildServices(options: RuntimeOptions, pools: Pools, migrations: Services['migrations']): Services {
@@ -40,7 +41,8 @@ export function buildServices(options: RuntimeOptions, pools: Pools, migrations:
   });
   const retryLimits = { entriesMax: config.retryEntriesMax, attemptsMax: config.retryAttemptsMax };
   const handOffs = new HandOffs(pools.write, config.retryEntriesMax, metrics, log);
-  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs);
+  const clock = options.clock ?? (() => null);
+  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs, clock);
   const priceBook = new PriceBook(pools.write, upstream, log, {
     refreshIntervalMs: config.priceRefreshMs, reloadIntervalMs: config.priceBookReloadMs, fetchTimeoutMs: config.upstreamTimeoutMs,
   });
@@ -74,7 +76,7 @@ export function buildServices(options: RuntimeOptions, pools: Pools, migrations:
     config, log, metrics, pools, barrier, upstream, settler, costLookup, migrations, priceBook, admissions,
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
     idempotencyWriter: new KeyWriter(metrics, log, retryLimits), heartbeat, reconciler, unsettledGauges,
-    lifecycle: { draining: false, inFlight: 0 },
+    lifecycle: { draining: false, inFlight: 0 }, clock, webhooks: new WebhookDeliverer(pools.write, config, log),
   };
   servicesRef.current = services;
   return services;

@@ -118,6 +118,10 @@ QUnit.module('dashboard', (hooks) => {
     assert.deepEqual(lowUsers, ['dash-low'], 'the seed left only dash-low below the threshold');
     assert.strictEqual(unsettled, 2, 'the seed left two requests unsettled');
 
+    // Controls (issue 13): a spend limit on dash-low and a webhook, shown by their panels.
+    assert.strictEqual((await stack.admin('PUT', '/admin/users/dash-low/limits', { spend: [{ amount_usd: '2.50', period: 'day' }], requests_per_minute: 30 })).status, 200);
+    assert.strictEqual((await stack.admin('POST', '/admin/webhooks', { url: 'http://127.0.0.1:9/dash-hook', secret: 'whsec-dashboard-0123456789', events: ['balance.low'] })).status, 201);
+
     const browser: Browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 });
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
@@ -140,6 +144,7 @@ QUnit.module('dashboard', (hooks) => {
       assert.strictEqual(await page.evaluate(() => sessionStorage.getItem('metergate.adminToken')), stack.adminToken);
 
       await checkPanels(assert, page, { topUser: top.user_id, topSpend, models, lowUser: 'dash-low', unsettled });
+      await checkControls(assert, page);
       await checkDailyRange(assert, page);
       await checkLiveRps(assert, page, stack);
 
@@ -176,6 +181,17 @@ async function checkPanels(assert: Assert, page: Page, expected: { topUser: stri
 
   assert.strictEqual(await page.locator('#unsettled-count').innerText(), String(expected.unsettled));
   assert.strictEqual(await page.locator('#unsettled tr').count(), expected.unsettled);
+}
+
+/** The limits of a user typed in, and the webhooks list. */
+async function checkControls(assert: Assert, page: Page): Promise<void> {
+  assert.ok((await page.locator('#webhooks').innerText()).includes('http://127.0.0.1:9/dash-hook'), 'the webhook is listed');
+  await page.fill('#limits-user', 'dash-low');
+  await page.dispatchEvent('#limits-user', 'change');
+  await page.waitForFunction(() => (document.getElementById('limits-spend')?.textContent ?? '').includes('2.500000000'));
+  const cells = await page.locator('#limits-spend tr').first().locator('td').allInnerTexts();
+  assert.deepEqual(cells.slice(0, 2), ['day', '2.500000000'], `the daily limit: ${JSON.stringify(cells)}`);
+  assert.ok((await page.locator('#limits-summary').innerText()).includes('requests/min: 30'), 'rate limit shown');
 }
 
 /** The 30-day range reads the daily summary: the same calls, so the same exact total. */

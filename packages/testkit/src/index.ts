@@ -9,3 +9,4 @@ export * from './nginx.js';
 export * from './tcp-proxy.js';
 export * from './csv.js';
 export * from './pgbouncer.js';
+export * from './webhook-receiver.js';

@@ -8,6 +8,8 @@ export interface StackOptions {
   /** Extra environment for the proxy's config (e.g. { LOCK_POOL_SIZE: '2' }). */
   env?: Record<string, string>;
   simulator?: SimulatorOptions;
+  /** The controls' clock (spend-limit periods, rate windows) of every replica; default the database's. */
+  clock?: () => Date | null;
 }
 
 export interface TestStack {
@@ -19,6 +21,8 @@ export interface TestStack {
   /** Creates a user with a grant; returns its API key. */
   createUser(id: string, grantUsd?: string): Promise<string>;
   admin(method: string, path: string, body?: unknown): Promise<Response>;
+  /** Another replica in this process on the same database and simulator (own pools, own REPLICA_ID); stopped by close(). */
+  addReplica?(): Promise<Runtime>;
   close(): Promise<void>;
 }
 
@@ -31,13 +35,15 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
   const simKey = `sim-${randomBytes(8).toString('hex')}`;
   const sim = await startSimulator({ lookup404Ms: 100, ...options.simulator, apiKey: simKey, host: '127.0.0.1', port: 0 });
   const adminToken = `admin-${randomBytes(12).toString('hex')}`;
-  const config = loadConfig({
+  const configEnv = {
     NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', DATABASE_URL: db.url,
     OPENROUTER_BASE_URL: sim.url, OPENROUTER_API_KEY: simKey, ADMIN_TOKEN: adminToken,
     COST_LOOKUP_BACKOFF_MS: '50', ...options.env,
-  });
+  };
+  const config = loadConfig(configEnv);
   const log = createLogger(config.logLevel, config.replicaId);
-  const runtime = await startRuntime({ config, log, databaseUrl: db.url, openRouterApiKey: simKey, adminToken });
+  const runtime = await startRuntime({ config, log, databaseUrl: db.url, openRouterApiKey: simKey, adminToken, clock: options.clock });
+  const extra: Runtime[] = [];
   const admin = (method: string, path: string, body?: unknown) => fetch(`${runtime.url}${path}`, {
     method, headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -53,7 +59,17 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
       }
       return apiKey;
     },
+    async addReplica() {
+      const replicaConfig = loadConfig({ ...configEnv, REPLICA_ID: `${config.replicaId}-${extra.length + 2}` });
+      const replica = await startRuntime({
+        config: replicaConfig, log: createLogger(replicaConfig.logLevel, replicaConfig.replicaId), databaseUrl: db.url,
+        openRouterApiKey: simKey, adminToken, clock: options.clock,
+      });
+      extra.push(replica);
+      return replica;
+    },
     async close() {
+      for (const replica of extra) await replica.close(5_000);
       await runtime.close(5_000);
       await sim.close();
       await db.drop();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { parseNano } from '../money.js';
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
+import { balanceLowSource, emitCtes, usdSql } from './outbox.js';
 import { ROLLUP_MEASURES, ROLLUPS, rollupKeyNames, rollupKeyValues, type Rollup } from './rollups.js';
 
 export type LedgerKind = 'grant' | 'usage' | 'adjustment';
@@ -90,10 +91,18 @@ export async function appendCredit(
           set balance_nano = balance_nano + $3::bigint,
               credits_nano = credits_nano + $3::bigint
         where id = $1::text
-       returning id, balance_nano)
-     insert into ledger_entries (user_id, kind, amount_nano, balance_after_nano, note)
-     select id, $2::text, $3::bigint, balance_nano, $4::text from account
-     returning ${LEDGER_COLUMNS}`,
+       returning id, balance_nano, alert_balance_below_nano),
+     entry as (
+       insert into ledger_entries (user_id, kind, amount_nano, balance_after_nano, note)
+       select id, $2::text, $3::bigint, balance_nano, $4::text from account
+       returning ${LEDGER_COLUMNS}),
+     -- 0011 webhooks: credits.granted for a grant; balance.low when an adjustment crosses the threshold.
+     ${emitCtes('granted', `select 'credits.granted', e.user_id, jsonb_build_object('user_id', e.user_id, 'entry_id', e.id::text,
+         'amount_usd', ${usdSql('e.amount_nano')}, 'balance_usd', ${usdSql('e.balance_after_nano')}, 'note', e.note)
+         from entry e where e.kind = 'grant'`)},
+     ${emitCtes('low', balanceLowSource(`(select id, balance_nano - $3::bigint as before_nano, balance_nano as after_nano,
+         alert_balance_below_nano as threshold_nano from account)`))}
+     select * from entry`,
     [credit.userId, credit.kind, credit.amountNano.toString(), credit.note],
   );
   const row = result.rows[0];
@@ -116,6 +125,8 @@ export interface UsageSettlement {
   cachedTokens?: number | null;
   cacheWriteTokens?: number | null;
   reasoningTokens?: number | null;
+  /** The controls' clock (spend-limit periods); null or absent: the database's now(). */
+  now?: Date | null;
 }
 
 /** The rollups (and the migrations' usage_rollups_add(), which cannot share it) are listed in rollups.ts. */
@@ -146,12 +157,12 @@ const SETTLE_SQL = `
            generation_id = coalesce($3::text, generation_id), next_lookup_at = null,
            resolution_note = coalesce($7::text, resolution_note)
      where id = $1::uuid and state = any($6::text[])
-    returning user_id, model, generation_id, hold_nano),
+    returning user_id, model, generation_id, hold_nano, key_id),
   price as (
     -- Scalar subqueries, not joins: a missing pricing_settings row (which a trigger forbids)
     -- would give a null price, and the not-null ledger columns fail the whole statement
     -- rather than let the request be marked settled without its ledger row.
-    select request.user_id, request.model, request.generation_id, request.hold_nano, ppm.value as multiplier_ppm,
+    select request.user_id, request.model, request.generation_id, request.hold_nano, request.key_id, ppm.value as multiplier_ppm,
            div($2::bigint::numeric * ppm.value + 999999, 1000000)::bigint as charged_nano
       from request
       cross join lateral (
@@ -161,10 +172,30 @@ const SETTLE_SQL = `
     update users
        set balance_nano = balance_nano - price.charged_nano,
            usage_nano = usage_nano + price.charged_nano,
-           held_nano = held_nano - price.hold_nano
+           held_nano = held_nano - price.hold_nano,
+           -- Never below 0: a request admitted by a pre-0011 replica during a rolling upgrade was
+           -- not counted, and a settle must not fail on a counter (verify reports any drift).
+           open_calls = greatest(open_calls - 1, 0)
       from price
      where users.id = price.user_id
-    returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id),
+    returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id,
+              price.key_id, price.hold_nano, users.alert_balance_below_nano),
+  -- 0011: the key's hold and open call are released, and the charge is counted against every
+  -- spend limit of the user and the key (a new period restarts the counter). Both join the
+  -- user's updated row, so they lock after it, in the admission's order.
+  key_release as (
+    update api_keys k set held_nano = k.held_nano - account.hold_nano, open_calls = k.open_calls - 1
+      from account where k.id = account.key_id),
+  spend as (
+    update spend_limits l
+       set spent_nano = case when l.period_start = spend_period_start(l.period, c.now) then l.spent_nano else 0 end
+                        + account.charged_nano,
+           period_start = spend_period_start(l.period, c.now), updated_at = now()
+      from account cross join (select coalesce($14::timestamptz, now()) as now) c
+     where (l.scope_kind = 'user' and l.scope_id = account.id) or (l.scope_kind = 'key' and l.scope_id = account.key_id)),
+  -- 0011: balance.low when this charge takes the balance below the user's alert threshold.
+  ${emitCtes('low', balanceLowSource(`(select id, balance_nano + charged_nano as before_nano, balance_nano as after_nano,
+                                              alert_balance_below_nano as threshold_nano from account)`))},
   entry as (
     insert into ledger_entries (user_id, kind, amount_nano, upstream_cost_nano, multiplier_ppm, balance_after_nano,
                                 request_id, generation_id, model, prompt_tokens, completion_tokens,
@@ -208,6 +239,8 @@ export async function settleUsage(
     usage.servedModel ?? null, usage.provider ?? null, usage.isByok ?? null,
     // 0010 (token details):
     usage.cachedTokens ?? null, usage.cacheWriteTokens ?? null, usage.reasoningTokens ?? null,
+    // 0011 ($14): the clock spend-limit periods are counted with (null: the database's now()).
+    usage.now ?? null,
   ]));
   const row = result.rows[0];
   return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };

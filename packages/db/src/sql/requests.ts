@@ -1,5 +1,6 @@
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
+import { emitCtes, usdSql } from './outbox.js';
 
 export type RequestState = 'in_flight' | 'awaiting_cost' | 'settled' | 'failed' | 'unresolved' | 'voided';
 
@@ -14,12 +15,16 @@ export interface NewRequest {
   stream: boolean;
   /** 0010: the endpoint ('chat' when absent). */
   endpoint?: string;
+  /** The API key the call came with (its limits apply); null for calls made without one. */
+  keyId?: string | null;
 }
 
 /** Committed on its own before the upstream call, so a crash leaves a trace to reconcile. */
 export async function insertRequest(db: Queryable, request: NewRequest): Promise<void> {
   await db.query(
-    `insert into requests (id, user_id, replica_id, model, stream, state)
+    // 0011: an open request counts as an open call of its user (users.open_calls).
+    `with counted as (update users set open_calls = open_calls + 1 where id = $2::text)
+     insert into requests (id, user_id, replica_id, model, stream, state)
      values ($1::uuid, $2::text, $3::text, $4::text, $5::boolean, 'in_flight')`,
     [request.id, request.userId, request.replicaId, request.model, request.stream],
   );
@@ -37,35 +42,47 @@ export interface Admission {
   upstreamHoldNano: bigint;
   /** The completion budget the hold was computed with; null for a fallback hold. */
   holdCompletionTokens: number | null;
+  /** The clock the controls' periods and rate windows are read with (null: the database's now()). */
+  now?: Date | null;
 }
 
-export type AdmitResult = { admitted: true; holdNano: bigint } | { admitted: false };
+export type AdmitResult = { admitted: true; holdNano: bigint } | { admitted: false; refusal?: Refusal };
+
+/** Why a call was not admitted (limits: migrations/0011_controls.sql). */
+export type Refusal =
+  | { kind: 'insufficient_credits' }
+  | { kind: 'concurrent_calls'; scope: 'user' | 'key'; limit: number }
+  | { kind: 'requests_per_minute'; scope: 'user' | 'key'; limit: number; resetsAt: Date }
+  | { kind: 'spend_limit'; scope: 'user' | 'key'; period: string; amountNano: bigint; spentNano: bigint; heldNano: bigint; resetsAt: Date | null };
+
+export type AdmitOutcome = { admitted: true; holdNano: bigint } | { admitted: false; refusal: Refusal };
 
 /**
  * Serialize mode's admission, the hold and the durable trace in one statement (one round trip,
  * committed on its own), run while the caller holds the user's cost lock: admitted while
  * available = balance − held is above the minimum (this call's own hold is not counted: the
- * bound is one request); held_nano grows by the hold (the worst case × the user's multiplier,
- * rounded up as the settle rounds) and the request row is written with it, or neither happens.
+ * bound is one request) and every spend limit has spent + held below it (the same bound);
+ * held_nano grows by the hold (the worst case × the user's multiplier, rounded up as the
+ * settle rounds) and the request row is written with it, or neither happens.
  * Reserve mode admits with admitBatch below.
  */
 export async function admitRequest(db: Queryable, request: NewRequest, admission: Admission): Promise<AdmitResult> {
-  const hold = `div($6::bigint::numeric * coalesce(u.multiplier_ppm, s.default_multiplier_ppm) + 999999, 1000000)::bigint`;
-  const result = await db.query<{ hold_nano: string }>(prepared('admit_serialize',
-    `with account as (
-       update users u set held_nano = u.held_nano + ${hold}
-         from pricing_settings s
-        where u.id = $2::text and u.balance_nano - u.held_nano > $7::bigint
-       returning u.id, ${hold} as hold)
-     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens, endpoint)
-     select $1::uuid, id, $3::text, $4::text, $5::boolean, 'in_flight', hold, $8::integer, $9::text from account
-     returning hold_nano`,
-    [request.id, request.userId, request.replicaId, request.model, request.stream,
-      admission.upstreamHoldNano.toString(), admission.minBalanceNano.toString(), admission.holdCompletionTokens,
-      request.endpoint ?? 'chat'],
-  ));
-  const row = result.rows[0];
-  return row === undefined ? { admitted: false } : { admitted: true, holdNano: BigInt(row.hold_nano) };
+  const outcomes = await admitCalls(db, {
+    mode: 'serialize', lockKey: null, userId: request.userId, replicaId: request.replicaId,
+    minBalanceNano: admission.minBalanceNano, now: admission.now ?? null,
+    calls: [{ id: request.id, model: request.model, stream: request.stream, keyId: request.keyId ?? null, endpoint: request.endpoint ?? 'chat',
+      upstreamHoldNano: admission.upstreamHoldNano, holdCompletionTokens: admission.holdCompletionTokens }],
+  });
+  const outcome = outcomes.get(request.id);
+  if (outcome === undefined) return { admitted: false };
+  return outcome;
+}
+
+export interface BatchCall {
+  id: string; model: string | null; stream: boolean; upstreamHoldNano: bigint; holdCompletionTokens: number | null;
+  keyId?: string | null;
+  /** 0010: the endpoint ('chat' when absent). */
+  endpoint?: string;
 }
 
 export interface BatchAdmission {
@@ -74,45 +91,180 @@ export interface BatchAdmission {
   minBalanceNano: bigint;
   lockKey: bigint;
   /** In arrival order: each admitted only if it and every admitted one before it fit. */
-  calls: Array<{ id: string; model: string | null; stream: boolean; upstreamHoldNano: bigint; holdCompletionTokens: number | null; endpoint?: string }>;
+  calls: BatchCall[];
+  now?: Date | null;
 }
 
 /**
  * Reserve mode, many same-user admissions in one statement (one round trip, one lock, one
  * commit): in arrival order, a call is admitted while available − (its hold + the holds
- * admitted before it) ≥ minimum. The user's row is locked first, so the available balance is
- * the latest committed one, and held_nano grows by exactly the holds written.
- * Returns the hold (charged nano-USD) of each admitted call by request id.
+ * admitted before it) ≥ minimum and every limit still fits. Returns the hold (charged nano-USD)
+ * of each admitted call by request id; admitCalls tells why the others were not.
  */
 export async function admitBatch(db: Queryable, batch: BatchAdmission): Promise<Map<string, bigint>> {
-  const result = await db.query<{ id: string; hold_nano: string }>(prepared('admit_batch',
-    `with lock as (select pg_advisory_xact_lock($1::bigint)),
-     account as (
-       select u.id, u.balance_nano - u.held_nano as available, coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm
-         from users u cross join pricing_settings s cross join lock
-        where u.id = $2::text
-          for update of u),
-     running as (
-       select t.id, t.model, t.stream, t.tokens, t.endpoint, h.hold,
-              a.available - sum(h.hold) over (order by t.ord) as left_after
-         from unnest($3::uuid[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[], $10::text[])
-                with ordinality as t(id, model, stream, upstream_hold, tokens, endpoint, ord)
-        cross join account a
-        cross join lateral (select div(t.upstream_hold::numeric * a.ppm + 999999, 1000000)::bigint as hold) h),
-     admitted as (select * from running where left_after >= $8::bigint),
-     held as (
-       update users set held_nano = held_nano + (select sum(hold) from admitted)
-        where id = $2::text and exists (select 1 from admitted))
-     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens, endpoint)
-     select id, $2::text, $9::text, model, stream, 'in_flight', hold, tokens, endpoint from admitted
-     returning id::text, hold_nano::text`,
-    [batch.lockKey.toString(), batch.userId, batch.calls.map((c) => c.id), batch.calls.map((c) => c.model),
-      batch.calls.map((c) => c.stream), batch.calls.map((c) => c.upstreamHoldNano.toString()),
-      batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId,
-      batch.calls.map((c) => c.endpoint ?? 'chat')],
-  ));
-  return new Map(result.rows.map((row) => [row.id, BigInt(row.hold_nano)]));
+  const outcomes = await admitCalls(db, { ...batch, mode: 'reserve', now: batch.now ?? null });
+  const held = new Map<string, bigint>();
+  for (const [id, outcome] of outcomes) if (outcome.admitted) held.set(id, outcome.holdNano);
+  return held;
 }
+
+export interface CallsAdmission {
+  mode: BarrierMode;
+  /** Reserve: the user's advisory lock, taken inside the statement; serialize: null (the caller holds it). */
+  lockKey: bigint | null;
+  userId: string;
+  replicaId: string;
+  minBalanceNano: bigint;
+  now: Date | null;
+  calls: BatchCall[];
+}
+
+/**
+ * The one admission statement of both modes. The user's row, the calls' key rows and their
+ * spend-limit rows are locked (FOR UPDATE reads the latest committed version even though the
+ * statement's snapshot predates the advisory lock), then per call, in arrival order, with the
+ * sums over it and the calls before it (per key for key limits):
+ *   concurrent:  open_calls + n ≤ concurrent_calls            (user, key)
+ *   rate:        admitted this UTC minute + n ≤ requests_per_minute (fixed window)
+ *   spend limit: reserve: spent in period + held + holds ≤ amount; serialize: spent + held < amount
+ *   balance:     reserve: available − holds ≥ minimum; serialize: available > minimum
+ * The longest prefix that passes is admitted (holds, open calls and rate windows added to the
+ * user's and keys' rows, request rows written). A call after the first refused one that failed
+ * no check of its own gets no outcome: the caller retries it in a later statement.
+ */
+export async function admitCalls(db: Queryable, batch: CallsAdmission): Promise<Map<string, AdmitOutcome>> {
+  const result = await db.query<AdmitRow>(prepared('admit_calls', ADMIT_SQL, [
+    batch.lockKey === null ? null : batch.lockKey.toString(), batch.userId, batch.calls.map((c) => c.id), batch.calls.map((c) => c.model),
+    batch.calls.map((c) => c.stream), batch.calls.map((c) => c.upstreamHoldNano.toString()),
+    batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId,
+    batch.mode, batch.calls.map((c) => c.keyId ?? null), batch.now, batch.calls.map((c) => c.endpoint ?? 'chat'),
+  ]));
+  const outcomes = new Map<string, AdmitOutcome>();
+  for (const row of result.rows) {
+    if (row.admit) outcomes.set(row.id, { admitted: true, holdNano: BigInt(row.hold_nano) });
+    else if (row.refusal !== null) outcomes.set(row.id, { admitted: false, refusal: toRefusal(row) });
+  }
+  return outcomes;
+}
+
+interface AdmitRow {
+  id: string; admit: boolean; hold_nano: string; refusal: string | null; limit_value: string | null; period: string | null;
+  spent: string | null; limit_held: string | null; resets_at: Date | null;
+}
+
+function toRefusal(row: AdmitRow): Refusal {
+  const [kind, scope] = row.refusal!.split(':') as [string, 'user' | 'key'];
+  if (kind === 'insufficient_credits') return { kind };
+  if (kind === 'concurrent_calls') return { kind, scope, limit: Number(row.limit_value) };
+  if (kind === 'requests_per_minute') return { kind, scope, limit: Number(row.limit_value), resetsAt: row.resets_at! };
+  return {
+    kind: 'spend_limit', scope, period: row.period!, amountNano: BigInt(row.limit_value!), spentNano: BigInt(row.spent!),
+    heldNano: BigInt(row.limit_held!), resetsAt: row.resets_at,
+  };
+}
+
+const ADMIT_SQL = `
+  with lock as (select count(*) as n from (select pg_advisory_xact_lock($1::bigint) where $1::bigint is not null) l),
+  account as (
+    select u.id, u.balance_nano - u.held_nano as available, u.held_nano, u.open_calls,
+           coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm,
+           u.requests_per_minute as rpm, u.concurrent_calls as conc, c.now, c.minute,
+           case when u.rate_window_start = c.minute then u.rate_window_count else 0 end as rate_used
+      from users u cross join pricing_settings s cross join lock
+      cross join (select t.now, date_trunc('minute', t.now at time zone 'UTC') at time zone 'UTC' as minute
+                    from (select coalesce($12::timestamptz, now()) as now) t) c
+     where u.id = $2::text
+       for update of u),
+  calls as (
+    select t.id, t.model, t.stream, t.tokens, t.key_id, t.endpoint, t.ord,
+           div(t.upstream_hold::numeric * a.ppm + 999999, 1000000)::bigint as hold
+      from unnest($3::uuid[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[], $11::text[], $13::text[])
+             with ordinality as t(id, model, stream, upstream_hold, tokens, key_id, endpoint, ord)
+     cross join account a),
+  keys as (
+    select k.id, k.held_nano, k.open_calls, k.requests_per_minute as rpm, k.concurrent_calls as conc,
+           case when k.rate_window_start = a.minute then k.rate_window_count else 0 end as rate_used
+      from api_keys k cross join account a
+     where k.id in (select key_id from calls) and k.user_id = a.id
+       for update of k),
+  limits as (
+    select l.scope_kind, l.scope_id, l.period, l.amount_nano,
+           case when l.period_start = spend_period_start(l.period, a.now) then l.spent_nano else 0 end as spent,
+           spend_period_end(l.period, a.now) as resets_at
+      from spend_limits l cross join account a cross join (select count(*) from keys) after_keys
+     where (l.scope_kind = 'user' and l.scope_id = a.id)
+        or (l.scope_kind = 'key' and l.scope_id in (select id from keys))
+       for update of l),
+  running as (
+    select c.*, sum(c.hold) over w_all as user_cum, count(*) over w_all as user_n,
+           sum(c.hold) over w_key as key_cum, count(*) over w_key as key_n
+      from calls c
+    window w_all as (order by c.ord), w_key as (partition by c.key_id order by c.ord)),
+  checked as (
+    select r.*, sl.period, sl.amount_nano, sl.spent, sl.held as limit_held, sl.resets_at,
+           case
+             when a.conc is not null and a.open_calls + r.user_n > a.conc then 'concurrent_calls:user'
+             when k.conc is not null and k.open_calls + r.key_n > k.conc then 'concurrent_calls:key'
+             when a.rpm is not null and a.rate_used + r.user_n > a.rpm then 'requests_per_minute:user'
+             when k.rpm is not null and k.rate_used + r.key_n > k.rpm then 'requests_per_minute:key'
+             when sl.scope_kind is not null then 'spend_limit:' || sl.scope_kind
+             when ($10::text = 'reserve' and a.available - r.user_cum < $8::bigint)
+               or ($10::text = 'serialize' and a.available - (r.user_cum - r.hold) <= $8::bigint) then 'insufficient_credits'
+           end as refusal
+      from running r cross join account a
+      left join keys k on k.id = r.key_id
+      left join lateral (
+        select l.scope_kind, l.period, l.amount_nano, l.spent, v.held, l.resets_at
+          from limits l
+         cross join lateral (select case when l.scope_kind = 'user' then a.held_nano else k.held_nano end as held,
+                                    case when l.scope_kind = 'user' then r.user_cum else r.key_cum end as cum) v
+         where (l.scope_kind = 'user' or l.scope_id = r.key_id)
+           and (($10::text = 'reserve' and l.spent + v.held + v.cum > l.amount_nano)
+             or ($10::text = 'serialize' and l.spent + v.held + v.cum - r.hold >= l.amount_nano))
+         order by l.scope_kind desc, l.period
+         limit 1) sl on true),
+  decided as (select c.*, bool_and(c.refusal is null) over (order by c.ord) as admit from checked c),
+  admitted as (select * from decided where admit),
+  user_update as (
+    update users u
+       set held_nano = u.held_nano + s.held, open_calls = u.open_calls + s.n,
+           rate_window_count = case when u.rate_window_start = a.minute then u.rate_window_count else 0 end + s.n,
+           rate_window_start = a.minute
+      from (select sum(hold) as held, count(*)::integer as n from admitted) s cross join account a
+     where u.id = a.id and s.n > 0),
+  key_update as (
+    update api_keys k
+       set held_nano = k.held_nano + s.held, open_calls = k.open_calls + s.n,
+           rate_window_count = case when k.rate_window_start = a.minute then k.rate_window_count else 0 end + s.n,
+           rate_window_start = a.minute
+      from (select key_id, sum(hold) as held, count(*)::integer as n from admitted where key_id is not null group by key_id) s
+     cross join account a
+     where k.id = s.key_id),
+  inserted as (
+    insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens, key_id, endpoint)
+    select id, $2::text, $9::text, model, stream, 'in_flight', hold, tokens, key_id, endpoint from admitted
+    returning id),
+  -- Webhooks: limit.reached once per limit and period, with the first call it refuses.
+  reached as (
+    update spend_limits l set reached_period_start = spend_period_start(l.period, a.now)
+      from (select distinct d.refusal, d.period, d.key_id from decided d where not d.admit and d.refusal like 'spend_limit:%') h
+     cross join account a
+     where l.period = h.period
+       and ((h.refusal = 'spend_limit:user' and l.scope_kind = 'user' and l.scope_id = a.id)
+         or (h.refusal = 'spend_limit:key' and l.scope_kind = 'key' and l.scope_id = h.key_id))
+       and l.reached_period_start is distinct from spend_period_start(l.period, a.now)
+    returning l.scope_kind, l.scope_id, l.period, l.amount_nano, spend_period_end(l.period, a.now) as resets_at),
+  ${emitCtes('reached', `select 'limit.reached', $2::text, jsonb_build_object('scope', r.scope_kind, 'id', r.scope_id, 'user_id', $2::text,
+      'period', r.period, 'amount_usd', ${usdSql('r.amount_nano')}, 'resets_at', r.resets_at) from reached r`)}
+  select d.id::text, d.admit, d.hold::text as hold_nano, case when d.admit then null else d.refusal end as refusal,
+         (case split_part(d.refusal, ':', 1)
+            when 'concurrent_calls' then case when d.refusal like '%:user' then a.conc else k.conc end::bigint
+            when 'requests_per_minute' then case when d.refusal like '%:user' then a.rpm else k.rpm end::bigint
+            when 'spend_limit' then d.amount_nano end)::text as limit_value,
+         d.period, d.spent::text, d.limit_held::text,
+         case when d.refusal like 'requests_per_minute:%' then a.minute + interval '1 minute' else d.resets_at end as resets_at
+    from decided d cross join account a left join keys k on k.id = d.key_id
+   order by d.ord`;
 
 export interface Affordability {
   /** balance − held, in charged nano-USD. */
@@ -120,22 +272,33 @@ export interface Affordability {
   /** balance − held + the holds of calls in flight now (whose cost will land before any queued call runs). */
   availableAfterInFlightNano: bigint;
   multiplierPpm: bigint;
+  /**
+   * 0011: the least room left under the user's and the key's spend limits (amount − spent in
+   * the current period − held), charged nano-USD; null when no limit applies.
+   */
+  limitRoomNano: bigint | null;
 }
 
 /** What a user can spend right now, for the reserve budget and the before-queuing check. */
-export async function affordability(db: Queryable, userId: string): Promise<Affordability | null> {
-  const result = await db.query<{ available: string; after_in_flight: string; ppm: string }>(
-    `select u.balance_nano - u.held_nano as available,
+export async function affordability(db: Queryable, userId: string, keyId: string | null = null, now: Date | null = null): Promise<Affordability | null> {
+  const result = await db.query<{ available: string; after_in_flight: string; ppm: string; room: string | null }>(
+    `select (select min(l.amount_nano - case when l.period_start = spend_period_start(l.period, coalesce($3::timestamptz, now()))
+                                            then l.spent_nano else 0 end
+                        - case when l.scope_kind = 'user' then u.held_nano else k.held_nano end)
+               from spend_limits l left join api_keys k on k.id = $2::text
+              where (l.scope_kind = 'user' and l.scope_id = u.id) or (l.scope_kind = 'key' and l.scope_id = $2::text))::text as room,
+            u.balance_nano - u.held_nano as available,
             u.balance_nano - u.held_nano
               + coalesce((select sum(r.hold_nano) from requests r
                            where r.user_id = u.id and r.state = 'in_flight'), 0) as after_in_flight,
             coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm
        from users u, pricing_settings s where u.id = $1::text`,
-    [userId],
+    [userId, keyId, now],
   );
   const row = result.rows[0];
   return row === undefined ? null : {
     availableNano: BigInt(row.available), availableAfterInFlightNano: BigInt(row.after_in_flight), multiplierPpm: BigInt(row.ppm),
+    limitRoomNano: row.room === null ? null : BigInt(row.room),
   };
 }
 
@@ -168,6 +331,19 @@ export async function markAwaitingCost(
 }
 
 /**
+ * Releases a closed request's hold and open call from its user and its key (0011), the user's
+ * row first (the admission's lock order). Follows a `closed` CTE returning user_id, hold_nano, key_id;
+ * open_calls never goes below 0 (see SETTLE_SQL: a pre-0011 replica did not count its calls).
+ */
+const RELEASE_CTES = `released as (
+       update users u set held_nano = u.held_nano - closed.hold_nano, open_calls = greatest(u.open_calls - 1, 0)
+         from closed where u.id = closed.user_id
+       returning closed.key_id, closed.hold_nano),
+     key_released as (
+       update api_keys k set held_nano = k.held_nano - released.hold_nano, open_calls = k.open_calls - 1
+         from released where k.id = released.key_id)`;
+
+/**
  * Nothing was generated or billed upstream (an error before any output, a client gone before
  * the call was sent): no charge, and the hold is released in the same statement.
  */
@@ -176,8 +352,9 @@ export async function markFailed(db: Queryable, requestId: string, reason: strin
     `with closed as (
        update requests set state = 'failed', reason = $2::text, updated_at = now(), next_lookup_at = null
         where id = $1::uuid and state in ('in_flight', 'awaiting_cost')
-       returning user_id, hold_nano)
-     update users u set held_nano = u.held_nano - closed.hold_nano from closed where u.id = closed.user_id`,
+       returning user_id, hold_nano, key_id),
+     ${RELEASE_CTES}
+     select 1 from released`,
     [requestId, reason],
   );
   return result.rowCount === 1;
@@ -192,8 +369,9 @@ export async function voidRequest(db: Queryable, requestId: string, note: string
     `with closed as (
        update requests set state = 'voided', resolution_note = $2::text, updated_at = now(), next_lookup_at = null
         where id = $1::uuid and state in ('unresolved', 'awaiting_cost')
-       returning user_id, hold_nano)
-     update users u set held_nano = u.held_nano - closed.hold_nano from closed where u.id = closed.user_id`,
+       returning user_id, hold_nano, key_id),
+     ${RELEASE_CTES}
+     select 1 from released`,
     [requestId, note],
   );
   return result.rowCount === 1;
@@ -333,9 +511,17 @@ export async function claimForReconcile(db: Queryable, options: ClaimOptions): P
  */
 export async function markUnresolved(db: Queryable, requestId: string, reason: string, retryLookupAt: Date | null = null): Promise<boolean> {
   const result = await db.query(
-    `update requests set state = 'unresolved', reason = $2::text, updated_at = now(),
-            next_lookup_at = case when generation_id is null then null else $3::timestamptz end
-      where id = $1::uuid and state in ('in_flight', 'awaiting_cost', 'unresolved')`,
+    `with before as (select id, state from requests where id = $1::uuid for update),
+     changed as (
+       update requests r set state = 'unresolved', reason = $2::text, updated_at = now(),
+              next_lookup_at = case when r.generation_id is null then null else $3::timestamptz end
+         from before
+        where r.id = before.id and r.state in ('in_flight', 'awaiting_cost', 'unresolved')
+       returning r.id, r.user_id, r.generation_id, before.state as previous),
+     -- 0011 webhooks: request.unresolved once, when a request becomes unresolved.
+     ${emitCtes('unresolved', `select 'request.unresolved', c.user_id, jsonb_build_object('request_id', c.id::text,
+         'user_id', c.user_id, 'reason', $2::text, 'generation_id', c.generation_id) from changed c where c.previous <> 'unresolved'`)}
+     select 1 from changed`,
     [requestId, reason, retryLookupAt],
   );
   return result.rowCount === 1;

@@ -37,6 +37,8 @@ export interface BalanceBreach {
 }
 
 export interface HeldBreach { userId: string; heldNano: string; openHoldsNano: string }
+/** 0011: a user's or key's open-call count (and a key's held) that differs from its open requests. */
+export interface ControlsBreach { scope: 'user' | 'key'; id: string; openCalls: number; openRequests: number; heldNano: string | null; openHoldsNano: string | null }
 export interface SettledUsageBreach { requestId: string; userId: string; usageEntries: number }
 export interface OrphanUsageBreach { entryId: string; requestId: string; requestState: string | null }
 export interface UsageMismatchBreach { requestId: string; requestUserId: string; entryUserId: string; costNano: string | null; entryCostNano: string | null }
@@ -53,6 +55,8 @@ export interface VerifyReport {
     balance: Breaches<BalanceBreach>;
     /** held_nano = Σ holds of the user's open requests (in_flight, awaiting_cost, unresolved). */
     held: Breaches<HeldBreach>;
+    /** open_calls = number of open requests (user, key); a key's held_nano = Σ its open holds. */
+    controls: Breaches<ControlsBreach>;
     /** A settled request without exactly one usage entry. */
     settledWithoutOneUsage: Breaches<SettledUsageBreach>;
     /** A usage entry whose request is missing or not settled. */
@@ -78,6 +82,7 @@ async function runChecks(db: Queryable, options: VerifyOptions): Promise<VerifyR
   const breaches = {
     balance: await balanceBreaches(db, options.sampleMax),
     held: await heldBreaches(db, options.sampleMax),
+    controls: await controlsBreaches(db, options.sampleMax),
     settledWithoutOneUsage: await settledWithoutOneUsage(db, options.sampleMax),
     usageWithoutSettledRequest: await usageWithoutSettledRequest(db, options.sampleMax),
     usageMismatch: await usageMismatch(db, options.sampleMax),
@@ -134,6 +139,26 @@ async function heldBreaches(db: Queryable, limit: number): Promise<Breaches<Held
     [limit],
   );
   return withCount(result.rows, (row) => ({ userId: row.id, heldNano: row.held, openHoldsNano: row.open_holds }));
+}
+
+async function controlsBreaches(db: Queryable, limit: number): Promise<Breaches<ControlsBreach>> {
+  const result = await db.query<{ scope: 'user' | 'key'; id: string; open_calls: number; open_requests: number; held: string | null; open_holds: string | null; total: string }>(
+    `with open as (select user_id, key_id, hold_nano from requests where state in ('in_flight', 'awaiting_cost', 'unresolved')),
+     found as (
+       select 'user' as scope, u.id, u.open_calls, coalesce(o.n, 0)::integer as open_requests, null::text as held, null::text as open_holds
+         from users u left join (select user_id, count(*) as n from open group by user_id) o on o.user_id = u.id
+        where u.open_calls <> coalesce(o.n, 0)
+       union all
+       select 'key', k.id, k.open_calls, coalesce(o.n, 0)::integer, k.held_nano::text, coalesce(o.holds, 0)::text
+         from api_keys k left join (select key_id, count(*) as n, sum(hold_nano) as holds from open where key_id is not null group by key_id) o
+           on o.key_id = k.id
+        where k.open_calls <> coalesce(o.n, 0) or k.held_nano <> coalesce(o.holds, 0))
+     select *, count(*) over ()::text as total from found order by scope, id limit $1::integer`,
+    [limit],
+  );
+  return withCount(result.rows, (row) => ({
+    scope: row.scope, id: row.id, openCalls: row.open_calls, openRequests: row.open_requests, heldNano: row.held, openHoldsNano: row.open_holds,
+  }));
 }
 
 async function settledWithoutOneUsage(db: Queryable, limit: number): Promise<Breaches<SettledUsageBreach>> {

@@ -1,4 +1,4 @@
-import type { KeyOwner } from '@metergate/db';
+import type { KeyWithRules as KeyOwner } from '@metergate/db';
 
 interface Entry { owner: KeyOwner; expiresAtMs: number }
 
@@ -32,6 +32,11 @@ export class KeyCache {
       if (oldest.done !== true) this.#byHash.delete(oldest.value);
     }
     this.#byHash.set(hash.toString('base64'), { owner, expiresAtMs: Date.now() + this.ttlMs });
+  }
+
+  /** Forgets every key (their model rules changed). */
+  clear(): void {
+    this.#byHash.clear();
   }
 
   evictKey(keyId: string): void {

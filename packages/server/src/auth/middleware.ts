@@ -1,10 +1,10 @@
 import type { NextFunction, Request, Response } from 'express';
-import { keys } from '@metergate/db';
+import { controls } from '@metergate/db';
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
 import { bearerToken, hashApiKey, tokensEqual } from './api-keys.js';
 
-/** Resolves the caller's user from its API key into res.locals.userId; 401 otherwise. */
+/** Resolves the caller's user and key (and their model rules) into res.locals; 401 otherwise. */
 export function requireUser(services: Services, options: { apiKeyHeader?: boolean } = {}) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     // Anthropic's SDK sends `x-api-key` (on /messages only); neither header is ever forwarded.
@@ -18,7 +18,7 @@ export function requireUser(services: Services, options: { apiKeyHeader?: boolea
     const hash = hashApiKey(token);
     let owner = services.keyCache.get(hash);
     if (owner === null) {
-      owner = await keys.findKeyOwner(services.pools.write, hash);
+      owner = await controls.findKeyWithRules(services.pools.write, hash);
       if (owner !== null) services.keyCache.set(hash, owner);
     }
     if (owner === null || owner.revoked) {
@@ -26,6 +26,8 @@ export function requireUser(services: Services, options: { apiKeyHeader?: boolea
     }
     res.locals.userId = owner.userId;
     res.locals.keyId = owner.keyId;
+    // The user's and the key's model rules, as fresh as the key cache (AUTH_CACHE_MS).
+    res.locals.modelRules = { user: owner.user, key: owner.key };
     next();
   };
 }

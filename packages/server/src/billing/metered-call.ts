@@ -20,6 +20,8 @@ import { markUpstreamStarted } from './upstream-started.js';
 export interface CallContext {
   readonly requestId: string;
   readonly userId: string;
+  /** The API key the call came with (its limits apply). */
+  readonly keyId?: string | null;
   readonly chat: ChatBody;
   /** Which endpoint: its upstream path, body, stream reader and usage reader. */
   readonly endpoint: Endpoint;
@@ -45,6 +47,7 @@ export async function meteredCall(services: Services, call: CallContext): Promis
   const request = {
     id: call.requestId, userId: call.userId, replicaId: services.config.replicaId, model: call.chat.model, stream: call.chat.stream,
     endpoint: call.endpoint.name,
+    keyId: call.keyId ?? null,
   };
   try {
     if (services.config.barrierMode === 'reserve') {

@@ -42,6 +42,8 @@ export class Settler {
     private readonly log: Logger,
     limits: SettleRetryLimits,
     handOffs: HandOffs,
+    /** The controls' clock for spend-limit periods (null: the database's now()). */
+    private readonly clock: () => Date | null = () => null,
   ) {
     this.#queue = new RetryQueue({
       name: 'settle', ...limits, delaysMs: RETRY_DELAYS_MS,
@@ -96,6 +98,7 @@ export class Settler {
         promptTokens: cost.promptTokens,
         completionTokens: cost.completionTokens,
         servedModel: cost.servedModel,
+        now: this.clock(),
         provider: cost.provider,
         isByok: cost.isByok,
         cachedTokens: cost.cachedTokens ?? null, cacheWriteTokens: cost.cacheWriteTokens ?? null, reasoningTokens: cost.reasoningTokens ?? null,

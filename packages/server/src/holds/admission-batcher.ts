@@ -1,4 +1,4 @@
-import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
+import { BarrierBusyError, CallAbandonedError, type AdmitOutcome } from '@metergate/db';
 
 /** Same-user admissions written in one statement at most (one round trip, one commit). */
 export const ADMISSION_BATCH_MAX = 256;
@@ -10,14 +10,17 @@ export interface HoldCall {
   upstreamHoldNano: bigint;
   holdCompletionTokens: number | null;
   endpoint?: string;
+  /** The API key the call came with (its limits apply). */
+  keyId?: string | null;
 }
 
 interface Waiter<T> { resolve: (value: T) => void; reject: (error: unknown) => void; signal: AbortSignal | undefined }
 type Job =
-  | { kind: 'hold'; call: HoldCall; waiter: Waiter<bigint | null> }
+  | { kind: 'hold'; call: HoldCall; waiter: Waiter<AdmitOutcome> }
   | { kind: 'solo'; run: () => Promise<unknown>; waiter: Waiter<unknown> };
 
-export type BatchRunner = (userId: string, calls: HoldCall[]) => Promise<Map<string, bigint>>;
+/** Outcomes by call id; a call without one (behind a refused call, refused for nothing of its own) is retried. */
+export type BatchRunner = (userId: string, calls: HoldCall[]) => Promise<Map<string, AdmitOutcome>>;
 
 /**
  * Reserve mode's in-process queue per user: at most one admission statement per user is in
@@ -36,8 +39,8 @@ export class AdmissionBatcher {
   /** Calls waiting for their admission statement in this process. */
   get waiting(): number { return this.#waiting; }
 
-  /** The charged hold, or null when the call does not fit. */
-  admit(userId: string, call: HoldCall, signal?: AbortSignal): Promise<bigint | null> {
+  /** The charged hold, or why the call was refused. */
+  admit(userId: string, call: HoldCall, signal?: AbortSignal): Promise<AdmitOutcome> {
     return new Promise((resolve, reject) => this.enqueue(userId, { kind: 'hold', call, waiter: { resolve, reject, signal } }));
   }
 
@@ -75,7 +78,10 @@ export class AdmissionBatcher {
         }
         let end = 1;
         while (end < queue.length && end < ADMISSION_BATCH_MAX && queue[end]!.kind === 'hold') end += 1;
-        await this.runHolds(userId, queue.splice(0, end) as Array<Extract<Job, { kind: 'hold' }>>);
+        const again = await this.runHolds(userId, queue.splice(0, end) as Array<Extract<Job, { kind: 'hold' }>>);
+        // Each statement decides at least its first call, so this ends.
+        this.#waiting += again.length;
+        queue.unshift(...again);
       }
     } finally {
       this.#queues.delete(userId);
@@ -92,7 +98,7 @@ export class AdmissionBatcher {
     }
   }
 
-  private async runHolds(userId: string, jobs: Array<Extract<Job, { kind: 'hold' }>>): Promise<void> {
+  private async runHolds(userId: string, jobs: Array<Extract<Job, { kind: 'hold' }>>): Promise<Array<Extract<Job, { kind: 'hold' }>>> {
     this.#waiting -= jobs.length;
     // A caller that left while waiting is not admitted at all.
     const live = jobs.filter((job) => {
@@ -100,12 +106,21 @@ export class AdmissionBatcher {
       job.waiter.reject(new CallAbandonedError('queue'));
       return false;
     });
-    if (live.length === 0) return;
+    if (live.length === 0) return [];
     try {
-      const admitted = await this.runBatch(userId, live.map((job) => job.call));
-      for (const job of live) job.waiter.resolve(admitted.get(job.call.id) ?? null);
+      const outcomes = await this.runBatch(userId, live.map((job) => job.call));
+      const again: Array<Extract<Job, { kind: 'hold' }>> = [];
+      for (const job of live) {
+        const outcome = outcomes.get(job.call.id);
+        // No row at all: the user is gone; callers word it (as a refusal they look into).
+        if (outcomes.size === 0) job.waiter.resolve({ admitted: false, refusal: { kind: 'insufficient_credits' } });
+        else if (outcome === undefined) again.push(job);
+        else job.waiter.resolve(outcome);
+      }
+      return again;
     } catch (error) {
       for (const job of live) job.waiter.reject(error);
+      return [];
     }
   }
 }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { costLockKey, formatNano, requests, type Affordability, type NewRequest } from '@metergate/db';
+import { costLockKey, formatNano, requests, type Affordability, type AdmitOutcome, type NewRequest } from '@metergate/db';
+import { limitError } from '../controls/refusals.js';
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
 import { affordableBudget, defaultBudget, worstCaseNano, type CostShape, type Pricing } from './worst-case.js';
@@ -49,17 +50,26 @@ export async function admitSerialize(services: Services, request: NewRequest, pr
   const upstreamHoldNano = bounded ? cappedHoldNano(services, pricing.shape, budget) : services.config.holdFallbackNano;
   const result = await requests.admitRequest(services.pools.write, request, {
     minBalanceNano: services.config.minBalanceNano, upstreamHoldNano, holdCompletionTokens: bounded ? tokensColumn(budget) : null,
+    now: services.clock(),
   });
   if (!result.admitted) {
+    const limited = result.refusal === undefined ? null : limitError(services, result.refusal);
+    if (limited !== null) throw limited;
     throw refused(services, 'insufficient credits: the available balance (the balance less the holds of calls whose cost is not known yet) must be above the minimum to start a call');
   }
   services.metrics.admissions.inc({ mode: 'serialize', outcome: bounded ? 'admitted' : 'admitted_fallback_hold' });
   return { holdNano: result.holdNano, injectedMaxTokens: null };
 }
 
+function limitBinds(services: Services, afford: Affordability): boolean {
+  return afford.limitRoomNano !== null && afford.limitRoomNano < afford.availableNano - services.config.minBalanceNano;
+}
+
 /** The upstream nano-USD a user can still hold, after the minimum and their multiplier. */
 function spareUpstreamNano(services: Services, afford: Affordability): bigint {
-  const spare = afford.availableNano - services.config.minBalanceNano;
+  const balanceSpare = afford.availableNano - services.config.minBalanceNano;
+  // A spend limit with less room than the balance bounds the budget too.
+  const spare = afford.limitRoomNano !== null && afford.limitRoomNano < balanceSpare ? afford.limitRoomNano : balanceSpare;
   return spare <= 0n ? -1n : (spare * 1_000_000n) / afford.multiplierPpm;
 }
 
@@ -76,7 +86,7 @@ export async function admitReserve(services: Services, request: NewRequest, pric
   const { shape } = pricing;
   if (shape.clientBudget !== null) {
     const budget = defaultBudget(shape)!;
-    const held = await services.admissions.admit(request.userId, holdCall(request, cappedHoldNano(services, shape, budget), budget), signal);
+    const held = heldOrThrow(services, await services.admissions.admit(request.userId, holdCall(request, cappedHoldNano(services, shape, budget), budget), signal));
     if (held !== null) return admittedReserve(services, held, null);
     throw await unaffordable(services, request.userId, shape, budget);
   }
@@ -84,9 +94,16 @@ export async function admitReserve(services: Services, request: NewRequest, pric
   return services.admissions.solo(request.userId, async () => {
     // Two tries: another replica may spend between the read and the admission.
     for (let attempt = 0; attempt < 2; attempt += 1) {
-      const afford = await readAffordability(services, request.userId);
+      const afford = await readAffordability(services, request.userId, request.keyId ?? null);
       const fits = affordableBudget(shape, spareUpstreamNano(services, afford));
-      if (fits === null || fits < RESERVE_COMPLETION_TOKENS_MIN) break;
+      if (fits === null || fits < RESERVE_COMPLETION_TOKENS_MIN) {
+        if (!limitBinds(services, afford)) break;
+        // The spend limit, not the balance, leaves no room: the admission statement says which
+        // limit and when it resets (a limit error is thrown), unless room appeared meanwhile.
+        const held = await admitOne(services, request, holdCall(request, cappedHoldNano(services, shape, RESERVE_COMPLETION_TOKENS_MIN), RESERVE_COMPLETION_TOKENS_MIN));
+        if (held !== null) return admittedReserve(services, held, Number(RESERVE_COMPLETION_TOKENS_MIN));
+        break;
+      }
       const budget = fits > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : fits;
       const held = await admitOne(services, request, holdCall(request, cappedHoldNano(services, shape, budget), budget));
       if (held !== null) return admittedReserve(services, held, Number(budget));
@@ -96,7 +113,18 @@ export async function admitReserve(services: Services, request: NewRequest, pric
 }
 
 function holdCall(request: NewRequest, upstreamHoldNano: bigint, budget: bigint): HoldCall {
-  return { id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget), endpoint: request.endpoint ?? 'chat' };
+  return {
+    id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget),
+    keyId: request.keyId ?? null,
+  };
+}
+
+/** The hold of an admitted call; null when the balance refused it; a limit's error thrown. */
+function heldOrThrow(services: Services, outcome: AdmitOutcome): bigint | null {
+  if (outcome.admitted) return outcome.holdNano;
+  const limited = limitError(services, outcome.refusal);
+  if (limited !== null) throw limited;
+  return null;
 }
 
 function admittedReserve(services: Services, holdNano: bigint, injectedMaxTokens: number | null): AdmittedCall {
@@ -105,23 +133,25 @@ function admittedReserve(services: Services, holdNano: bigint, injectedMaxTokens
 }
 
 async function admitOne(services: Services, request: NewRequest, call: HoldCall): Promise<bigint | null> {
-  return (await runAdmissionBatch(services, request.userId, [call])).get(call.id) ?? null;
+  const outcome = (await runAdmissionBatch(services, request.userId, [call])).get(call.id);
+  return outcome === undefined ? null : heldOrThrow(services, outcome);
 }
 
 /** One reserve admission statement (the user's lock is held inside it, for its duration). */
-export async function runAdmissionBatch(services: Services, userId: string, calls: HoldCall[]): Promise<Map<string, bigint>> {
+export async function runAdmissionBatch(services: Services, userId: string, calls: HoldCall[]): Promise<Map<string, AdmitOutcome>> {
   const started = performance.now();
   try {
-    return await requests.admitBatch(services.pools.write, {
-      userId, replicaId: services.config.replicaId, minBalanceNano: services.config.minBalanceNano, lockKey: costLockKey(userId), calls,
+    return await requests.admitCalls(services.pools.write, {
+      mode: 'reserve', userId, replicaId: services.config.replicaId, minBalanceNano: services.config.minBalanceNano,
+      lockKey: costLockKey(userId), calls, now: services.clock(),
     });
   } finally {
     services.metrics.lockHold.observe({ mode: 'reserve' }, (performance.now() - started) / 1000);
   }
 }
 
-async function readAffordability(services: Services, userId: string): Promise<Affordability> {
-  const afford = await requests.affordability(services.pools.write, userId);
+async function readAffordability(services: Services, userId: string, keyId: string | null = null): Promise<Affordability> {
+  const afford = await requests.affordability(services.pools.write, userId, keyId, services.clock());
   if (afford === null) throw new MetergateError('invalid_api_key', 'the user of this key no longer exists');
   return afford;
 }

@@ -5,6 +5,8 @@ import { dashboardRoutes } from '../dashboard/router.js';
 import { MetergateError } from '../errors.js';
 import { adminRoutes } from '../routes/admin.js';
 import { adminHoldRoutes } from '../routes/admin-holds.js';
+import { adminControlsRoutes } from '../routes/admin-controls.js';
+import { adminWebhookRoutes } from '../routes/admin-webhooks.js';
 import { adminReportRoutes } from '../routes/admin-reports.js';
 import { chatRoutes } from '../routes/chat.js';
 import { compatRoutes } from '../routes/openrouter-compat.js';
@@ -23,6 +25,8 @@ export function createApp(services: Services, adminToken: string): Express {
   app.use(dashboardRoutes()); // public static shell only; before the admin API's token check
   app.use(adminReportRoutes(services, adminToken)); // ledger, usage, users and requests lists, pricing
   app.use(adminHoldRoutes(services, adminToken)); // settle / void stuck requests, the price book
+  app.use(adminControlsRoutes(services, adminToken)); // limits, model lists and rate limits per user and key
+  app.use(adminWebhookRoutes(services, adminToken)); // webhooks, their delivery log, low-balance alerts
   app.use(adminRoutes(services, adminToken));
   app.use((req: Request) => {
     throw new MetergateError('not_found', `no route ${req.method} ${req.path}`);

@@ -44,6 +44,7 @@ export function errorHandler(log: Logger, metrics: Metrics) {
       return;
     }
     if (mapped.options.retryAfterS !== undefined) res.setHeader('retry-after', String(mapped.options.retryAfterS));
+    for (const [name, value] of Object.entries(mapped.options.headers ?? {})) res.setHeader(name, value);
     // /messages answers in Anthropic's shape, which its clients parse (routes/chat.ts sets it).
     res.status(mapped.status).json(res.locals.errorShape === 'anthropic' ? anthropicErrorBody(mapped) : mapped.toBody());
   };

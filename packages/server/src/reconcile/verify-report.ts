@@ -20,6 +20,7 @@ export function formatReport(report: VerifyReport): string {
   const checks: Array<[string, { count: number; sample: unknown[] }]> = [
     ['balance = Σ ledger = credits − usage, for every user', report.breaches.balance],
     ['held = Σ holds of open requests, for every user', report.breaches.held],
+    ['open calls (users, keys) and key holds = their open requests', report.breaches.controls],
     ['every settled request has exactly one usage entry', report.breaches.settledWithoutOneUsage],
     ['every usage entry belongs to a settled request', report.breaches.usageWithoutSettledRequest],
     ['usage entries match their requests (user, cost)', report.breaches.usageMismatch],

@@ -52,6 +52,7 @@ export function adminHoldRoutes(services: Services, adminToken: string): Router 
     const body = parseBody(settleBody, req.body);
     const entry = await ledger.settleUsage(db, {
       requestId: id, upstreamCostNano: operatorCostNano(body), generationId: null, promptTokens: null, completionTokens: null,
+      now: services.clock(),
     }, { operatorNote: body.note ?? 'settled by an operator' });
     if (entry === null) throw await notClosable(services, id);
     services.metrics.settles.inc({ outcome: 'settled_by_operator' });

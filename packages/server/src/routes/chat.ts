@@ -4,6 +4,7 @@ import { ENDPOINTS } from '../billing/endpoints.js';
 import type { Endpoint } from '../billing/endpoint.js';
 import { meteredCall } from '../billing/metered-call.js';
 import { MetergateError } from '../errors.js';
+import { assertModelsAllowed, type CallerRules } from '../controls/model-rules.js';
 import { jsonBody } from '../http/json-body.js';
 import { withIdempotency } from '../idempotency/idempotent-call.js';
 import { idempotencyKeyOf } from '../idempotency/key-header.js';
@@ -39,13 +40,16 @@ async function handle(services: Services, endpoint: Endpoint, req: Request, res:
     throw new MetergateError('draining', 'this replica is shutting down; retry on another', { retryAfterS: 1 });
   }
   const chat = endpoint.read(req.body);
+  // A model the user or key may not use: 403 before anything is admitted, held or sent.
+  assertModelsAllowed(res.locals.modelRules as CallerRules, chat.raw);
+  const keyId = res.locals.keyId as string;
   const key = idempotencyKeyOf(req);
   const requestId = res.locals.requestId as string;
   const userId = res.locals.userId as string;
   services.lifecycle.inFlight += 1;
   try {
     if (key === null) {
-      await meteredCall(services, { requestId, userId, chat, endpoint, res });
+      await meteredCall(services, { requestId, userId, keyId, chat, endpoint, res });
     } else {
       // A key reused on another endpoint with the same body is a different request.
       const keyed = endpoint.name === 'chat' ? req.body : { endpoint: endpoint.name, body: req.body as unknown };
@@ -53,7 +57,7 @@ async function handle(services: Services, endpoint: Endpoint, req: Request, res:
         userId, key, requestId, body: keyed, stream: chat.stream && endpoint.stream !== null,
         chatShapedStream: endpoint.name === 'chat',
       }, res,
-        (recorder) => meteredCall(services, { requestId, userId, chat, endpoint, res, onUnsent: (...sent) => recorder.unsent(...sent) }));
+        (recorder) => meteredCall(services, { requestId, userId, keyId, chat, endpoint, res, onUnsent: (...sent) => recorder.unsent(...sent) }));
     }
   } finally {
     services.lifecycle.inFlight -= 1;

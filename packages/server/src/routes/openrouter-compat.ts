@@ -4,6 +4,7 @@ import { requireUser } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
 import { readBody } from '../upstream/read-body.js';
+import { hasRules, modelAllowed, type CallerRules } from '../controls/model-rules.js';
 
 const MODELS_BYTES_MAX = 16 * 1024 * 1024;
 
@@ -28,7 +29,8 @@ export function compatRoutes(services: Services): Router {
     });
     router.get(`${base}/models`, auth, async (_req, res) => {
       const { status, body } = await models();
-      res.status(status).type('application/json').send(body);
+      // Only the models this user and key may use (the list is filtered per caller, not cached so).
+      res.status(status).type('application/json').send(status === 200 ? allowedModels(res.locals.modelRules as CallerRules, body) : body);
     });
   }
   return router;
@@ -71,4 +73,23 @@ function modelsCache(services: Services): () => Promise<{ status: number; body: 
     })();
     return inFlight;
   };
+}
+
+/** The upstream list without the models the caller may not use (bytes untouched without rules). */
+function allowedModels(rules: CallerRules, body: Buffer): Buffer {
+  if (!hasRules(rules)) return body;
+  let parsed: { data?: unknown };
+  try {
+    parsed = JSON.parse(body.toString('utf8')) as { data?: unknown };
+  } catch (error) {
+    throw new MetergateError('upstream_bad_response', 'the upstream model list is not JSON', { cause: error });
+  }
+  if (typeof parsed !== 'object' || parsed === null || !Array.isArray(parsed.data)) {
+    throw new MetergateError('upstream_bad_response', 'the upstream model list has no `data` array');
+  }
+  parsed.data = parsed.data.filter((model: unknown) => {
+    const id = (model as { id?: unknown } | null)?.id;
+    return typeof id === 'string' && modelAllowed(rules, id);
+  });
+  return Buffer.from(JSON.stringify(parsed));
 }

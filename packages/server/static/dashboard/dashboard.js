@@ -17,6 +17,9 @@ const UNSETTLED_SHOWN = 20;
  * @typedef {{ key: string, requests: number, prompt_tokens: number, completion_tokens: number, charged_usd: string, upstream_cost_usd: string }} UsageRow
  * @typedef {{ id: string, balance_usd: string, held_usd: string, available_usd: string, spend_usd?: string, total_usage_usd?: string }} UserRow
  * @typedef {{ id: string, user_id: string, model: string, state: string, started_at: string, reason: string | null }} RequestRow
+ * @typedef {{ period: string, amount_usd: string, spent_usd: string, held_usd: string, resets_at: string | null }} SpendLimit
+ * @typedef {{ spend: SpendLimit[], requests_per_minute: number | null, requests_this_minute: number, concurrent_calls: number | null, open_calls: number, models: { allow: string[] | null, deny: string[] | null } }} Limits
+ * @typedef {{ id: string, url: string, events: string[] }} WebhookRow
  */
 /**
  * One page of a list.
@@ -328,6 +331,38 @@ async function loadUnsettled() {
   }), 'nothing unsettled');
 }
 
+async function loadLimits() {
+  const user = inputById('limits-user').value.trim();
+  if (user === '') {
+    fillTable(byId('limits-spend'), [], 'no user chosen');
+    return;
+  }
+  const response = await fetch('/admin/users/' + encodeURIComponent(user) + '/limits', { headers: { authorization: 'Bearer ' + state.token, accept: 'application/json' } });
+  if (response.status === 401) throw new AuthError('The admin token was refused.');
+  if (!response.ok) throw new Error(response.status === 404 ? 'no user ' + user : response.status + ' ' + response.statusText);
+  /** @type {Limits} */
+  const limits = await response.json();
+  const rules = limits.models;
+  byId('limits-summary').textContent = 'requests/min: ' + (limits.requests_per_minute ?? 'none') + ' (' + limits.requests_this_minute + ' this minute)'
+    + ' · concurrent: ' + (limits.concurrent_calls ?? 'none') + ' (' + limits.open_calls + ' open)'
+    + ' · models: ' + (rules.allow === null ? 'any' : rules.allow.join(', ')) + (rules.deny === null || rules.deny.length === 0 ? '' : ', not ' + rules.deny.join(', '));
+  fillTable(byId('limits-spend'), limits.spend.map(function (limit) {
+    /** @type {Row} */
+    const cells = [[limit.period, 'key'], [limit.amount_usd, 'num money'], [limit.spent_usd, 'num money'], [limit.held_usd, 'num money'], [limit.resets_at ?? 'never']];
+    return cells;
+  }), 'no spend limit');
+}
+
+async function loadWebhooks() {
+  /** @type {Page<WebhookRow>} */
+  const body = await api('/admin/webhooks');
+  fillTable(byId('webhooks'), body.data.map(function (hook) {
+    /** @type {Row} */
+    const cells = [[hook.id, 'mono'], [hook.url], [hook.events.join(', ')]];
+    return cells;
+  }), 'no webhooks');
+}
+
 // ---- refresh, errors, login ----------------------------------------------------------
 /**
  * @param {string} panelId
@@ -352,6 +387,8 @@ async function refresh() {
     guarded('models-card', function () { return loadTop('model', 'top-models'); }),
     guarded('low-card', loadLowBalances),
     guarded('unsettled-card', loadUnsettled),
+    guarded('limits-card', loadLimits),
+    guarded('webhooks-card', loadWebhooks),
   ]);
   byId('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
   document.body.dataset.loaded = 'true';
@@ -401,6 +438,7 @@ function init() {
   byId('logout').addEventListener('click', function () { logout('Logged out.'); });
   byId('refresh').addEventListener('click', refresh);
   byId('low-threshold').addEventListener('change', function () { guarded('low-card', loadLowBalances); });
+  byId('limits-user').addEventListener('change', function () { guarded('limits-card', loadLimits); });
   byId('range').addEventListener('change', function (event) {
     const select = /** @type {HTMLSelectElement} */ (event.target);
     state.range = select.value === 'day' ? 'day' : 'hour';
