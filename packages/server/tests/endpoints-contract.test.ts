@@ -54,6 +54,32 @@ QUnit.module('every endpoint: contract (serialize)', (hooks) => {
     assert.strictEqual(anonymous.status, 401);
   });
 
+  QUnit.test('GET /v1/key with spend limits: the limit with the least left, its reset, and what remains', async (assert) => {
+    const user = 'key-limits';
+    const key = await stack.createUser(user, '2.00');
+    const keyInfo = async () => (await (await fetch(`${stack.url}/v1/key`, { headers: { authorization: `Bearer ${key}` } })).json() as { data: Record<string, unknown> }).data;
+    const keyId = String((await keyInfo())['label']);
+    const put = await stack.admin('PUT', `/admin/users/${user}/limits`, { spend: [{ amount_usd: '1.00', period: 'month' }] });
+    assert.strictEqual(put.status, 200, await put.clone().text());
+    let data = await keyInfo();
+    assert.deepEqual([data['limit'], data['limit_remaining'], data['limit_reset']], [1, 1, 'monthly'], "the user's monthly limit binds");
+    assert.true(typeof data['limit_resets_at'] === 'string' && Date.parse(String(data['limit_resets_at'])) > Date.now(), 'resets in the future');
+    const keyPut = await stack.admin('PUT', `/admin/keys/${keyId}/limits`, { spend: [{ amount_usd: '0.50', period: 'day' }] });
+    assert.strictEqual(keyPut.status, 200, await keyPut.clone().text());
+    const response = await post(stack, key, '/v1/responses', RESPONSES);
+    assert.strictEqual(response.status, 200);
+    await response.text();
+    const billed = await assertBooks(assert, stack, user);
+    data = await keyInfo();
+    assert.deepEqual([data['limit'], data['limit_reset']], [0.5, 'daily'], "the key's daily limit has less left");
+    assert.strictEqual(data['limit_remaining'], nanoToUsdNumber(500_000_000n - billed), 'remaining = limit − spent today');
+    assert.strictEqual(data['usage_daily'], nanoToUsdNumber(billed));
+    await stack.admin('PUT', `/admin/keys/${keyId}/limits`, { spend: null });
+    await stack.admin('PUT', `/admin/users/${user}/limits`, { spend: null });
+    data = await keyInfo();
+    assert.deepEqual([data['limit'], data['limit_reset'], data['limit_resets_at']], [2, null, null], 'no spend limit: the credits, no reset');
+  });
+
   QUnit.test('token details and the endpoint are recorded per call', async (assert) => {
     const user = 'token-details';
     const key = await stack.createUser(user);

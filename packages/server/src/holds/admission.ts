@@ -115,7 +115,7 @@ export async function admitReserve(services: Services, request: NewRequest, pric
 function holdCall(request: NewRequest, upstreamHoldNano: bigint, budget: bigint): HoldCall {
   return {
     id: request.id, model: request.model, stream: request.stream, upstreamHoldNano, holdCompletionTokens: tokensColumn(budget),
-    keyId: request.keyId ?? null,
+    keyId: request.keyId ?? null, endpoint: request.endpoint ?? 'chat',
   };
 }
 

@@ -1,9 +1,10 @@
 import { Router } from 'express';
-import { keyUsage, nanoToUsdNumber, users } from '@metergate/db';
+import { controls, keyUsage, nanoToUsdNumber, users } from '@metergate/db';
 import { requireUser } from '../auth/middleware.js';
 import { MetergateError } from '../errors.js';
 import type { Services } from '../services.js';
 import { readBody } from '../upstream/read-body.js';
+import { bindingLimit } from '../controls/key-limit.js';
 import { hasRules, modelAllowed, type CallerRules } from '../controls/model-rules.js';
 
 const MODELS_BYTES_MAX = 16 * 1024 * 1024;
@@ -37,19 +38,30 @@ export function compatRoutes(services: Services): Router {
 }
 
 /**
- * OpenRouter's GET /key shape for the calling key. Metergate meters users, not keys: the
- * limit is the user's credits, what remains is what is available to start calls (balance −
- * held), and usage is the user's (all of its keys), today / this ISO week / this month in UTC
- * from the rollups. No reset (prepaid credits), no expiry; BYOK calls are charged in full, so
- * they count towards the limit. The label is the key's id (the key itself is never stored).
+ * OpenRouter's GET /key shape for the calling key. Usage is the user's (all of its keys), today
+ * / this ISO week / this month in UTC from the rollups. The limit is the spend limit (the key's
+ * or its user's, day/week/month/never) with the least left, with its reset and what remains of
+ * it (never more than the available balance); with no spend limit it is the user's credits,
+ * what remains is what is available to start calls (balance − held), and there is no reset.
+ * `limit_resets_at` (ours) is when that limit's period ends. No expiry; BYOK calls are charged
+ * in full, so they count towards the limit. The label is the key's id (the key is never stored).
  */
 async function keyInfo(services: Services, userId: string, keyId: string): Promise<Record<string, unknown>> {
-  const user = await users.getUser(services.pools.write, userId);
+  const db = services.pools.write;
+  const user = await users.getUser(db, userId);
   if (user === null) throw new MetergateError('invalid_api_key', 'the user of this key no longer exists');
-  const periods = await keyUsage.periodUsage(services.pools.write, userId, new Date());
+  const now = services.clock();
+  const [periods, userLimits, keyLimits] = await Promise.all([
+    keyUsage.periodUsage(db, userId, now ?? new Date()),
+    controls.getControls(db, { kind: 'user', id: userId }, now), controls.getControls(db, { kind: 'key', id: keyId }, now),
+  ]);
+  const available = user.balanceNano - user.heldNano;
+  const binding = bindingLimit([userLimits, keyLimits]);
+  const remaining = binding === null || available < binding.remainingNano ? available : binding.remainingNano;
   return {
-    label: keyId, limit: nanoToUsdNumber(user.creditsNano), limit_remaining: nanoToUsdNumber(user.balanceNano - user.heldNano),
-    limit_reset: null, usage: nanoToUsdNumber(user.usageNano), usage_daily: nanoToUsdNumber(periods.dayNano),
+    label: keyId, limit: nanoToUsdNumber(binding?.amountNano ?? user.creditsNano), limit_remaining: nanoToUsdNumber(remaining),
+    limit_reset: binding?.reset ?? null, limit_resets_at: binding?.resetsAt?.toISOString() ?? null,
+    usage: nanoToUsdNumber(user.usageNano), usage_daily: nanoToUsdNumber(periods.dayNano),
     usage_weekly: nanoToUsdNumber(periods.weekNano), usage_monthly: nanoToUsdNumber(periods.monthNano),
     is_free_tier: false, expires_at: null, include_byok_in_limit: true,
   };
