@@ -181,16 +181,21 @@ export class CostBarrier {
   private async lock(client: pg.PoolClient, userId: string): Promise<void> {
     const { lockTimeoutMs, holdMsMax } = this.options;
     try {
-      await client.query('begin');
       const started = performance.now();
-      // One round trip: the select list is evaluated left to right, so both limits are in
-      // force (transaction-local) before the lock is requested.
-      await client.query(prepared('cost_lock',
-        `select set_config('lock_timeout', $2::text, true),
-                set_config('idle_in_transaction_session_timeout', $3::text, true),
-                pg_advisory_xact_lock($1::bigint)`,
-        [costLockKey(userId).toString(), String(lockTimeoutMs), String(holdMsMax)],
-      ));
+      // One round trip on the lock pool's pipelining clients (pools.ts): BEGIN and the lock
+      // statement are written together, each with its own Sync, so the lock waits for no
+      // extra round trip (a client that does not pipeline just takes two). Within the lock
+      // statement the select list is evaluated left to right, so both limits are in force
+      // (transaction-local) before the lock is requested.
+      await Promise.all([
+        client.query('begin'),
+        client.query(prepared('cost_lock',
+          `select set_config('lock_timeout', $2::text, true),
+                  set_config('idle_in_transaction_session_timeout', $3::text, true),
+                  pg_advisory_xact_lock($1::bigint)`,
+          [costLockKey(userId).toString(), String(lockTimeoutMs), String(holdMsMax)],
+        )),
+      ]);
       this.options.onLockWait?.((performance.now() - started) / 1000);
     } catch (error) {
       // The pool's statement_timeout may be shorter than lock_timeout (or cancel the wait

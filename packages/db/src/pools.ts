@@ -66,6 +66,10 @@ function createPool(options: PoolsOptions, max: number, name: PoolName): pg.Pool
     query_timeout: options.statementTimeoutMs + POOL_BACKSTOP_SLACK_MS,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
+    // Lock holders send BEGIN and the lock statement together (cost-barrier.ts): one round
+    // trip instead of two on every serialize-mode call. Only this pool: pipelined clients
+    // cannot run cursors (the write pool streams CSV exports through pg-cursor).
+    pipeline: name === 'lock',
   });
   // An idle client losing its server (Postgres restart) emits here; unhandled it would kill
   // the process. The pool drops that client and connects a new one on the next acquire.

@@ -379,6 +379,35 @@ QUnit.module('cost-barrier (real Postgres)', (hooks) => {
 });
 
 
+QUnit.module('cost-barrier: one round trip to the lock', (hooks) => {
+  let db: TestDatabase;
+  hooks.before(async () => { db = await createTestDatabase(); });
+  hooks.after(async () => { await db.drop(); });
+
+  QUnit.test('the lock pool pipelines: BEGIN and the lock statement are both written before Postgres answers', async (assert) => {
+    const r = replica(db.url, 'pipeline');
+    try {
+      assert.true((r.pools.lock as unknown as { options: { pipeline?: boolean } }).options.pipeline === true, 'lock pool pipelines');
+      assert.false((r.pools.write as unknown as { options: { pipeline?: boolean } }).options.pipeline === true, 'write pool does not (CSV cursors)');
+      // Warm a lock client up (connection and statement preparation), then watch its socket.
+      await r.barrier.withUserCostLock('warm', async () => 'warm');
+      const wire: string[] = [];
+      r.pools.lock.once('acquire', (client) => {
+        const stream = (client as unknown as { connection: { stream: NodeJS.ReadWriteStream & { write: (...args: unknown[]) => boolean } } }).connection.stream;
+        const write = stream.write.bind(stream);
+        stream.write = (...args: unknown[]) => { wire.push('write'); return write(...args); };
+        stream.once('data', () => wire.push('read'));
+      });
+      await r.barrier.withUserCostLock('piped', async () => { wire.push('locked'); });
+      const firstRead = wire.indexOf('read');
+      assert.true(firstRead >= 2 && wire.slice(0, firstRead).every((event) => event === 'write'),
+        `begin and lock written before the first answer: ${wire.join(', ')}`);
+    } finally {
+      await r.pools.end();
+    }
+  });
+});
+
 async function barrier_idle(db: TestDatabase, app: string): Promise<number> {
   const result = await db.pool.query<{ n: number }>(
     `select count(*)::integer as n from pg_stat_activity where application_name = $1::text and state <> 'idle'`, [app]);

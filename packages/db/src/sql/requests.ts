@@ -135,12 +135,27 @@ export async function affordability(db: Queryable, userId: string): Promise<Affo
   };
 }
 
-/** Recorded as soon as the first chunk or the X-Generation-Id header names it. */
-export async function recordGenerationId(db: Queryable, requestId: string, generationId: string): Promise<void> {
+/**
+ * Recorded as soon as the first chunk or the X-Generation-Id header names it.
+ *
+ * `flush: 'async'` (a stream's id, mid-call) commits without waiting for the WAL flush
+ * (`synchronous_commit` off for this one transaction): the id is visible to every reconciler
+ * at once, and only a crash of Postgres itself within wal_writer_delay (200 ms) could lose it,
+ * in which case this replica's settle fails and records it again (Settler.recordGenerationId,
+ * durably) or, if the replica died too, the request is left unresolved with its hold kept,
+ * never silently free. One durable commit per stream fewer. `'durable'` waits as usual.
+ */
+export async function recordGenerationId(
+  db: Queryable, requestId: string, generationId: string, flush: 'durable' | 'async' = 'durable',
+): Promise<void> {
+  // set_config(..., true) lasts to the end of this statement's own transaction, whose commit
+  // reads it; the one-row subquery is volatile, so it is always evaluated. Null keeps the
+  // server's setting (durable).
   await db.query(prepared('record_generation_id',
     `update requests set generation_id = $2::text, updated_at = now()
+       from (select set_config('synchronous_commit', coalesce($3::text, current_setting('synchronous_commit')), true)) as commit_mode
       where id = $1::uuid and generation_id is distinct from $2::text`,
-    [requestId, generationId],
+    [requestId, generationId, flush === 'async' ? 'off' : null],
   ));
 }
 
