@@ -52,6 +52,38 @@ export class CallAbandonedError extends Error {
 export interface LockedContext {
   /** The pinned client inside the lock transaction: use it for the admission read only. */
   readonly client: pg.PoolClient;
+  /**
+   * Runs one statement as the last of the lock transaction and commits it in the same round
+   * trip (the lock pool pipelines): the call's settle and the release of the user's lock land
+   * together, with no write-pool client and no separate COMMIT. At most once; afterwards the
+   * lock is released. If the statement fails, that COMMIT rolls the transaction back (the
+   * statement's error is thrown, the lock is released all the same); if the COMMIT itself
+   * fails, its error is thrown and whether the statement landed is unknown (retry it: it must
+   * be idempotent, as the settle is).
+   */
+  readonly commitWith: <R extends pg.QueryResultRow>(query: pg.QueryConfig) => Promise<pg.QueryResult<R>>;
+}
+
+/** The lock transaction of one holder: ended by commitWith, or by the barrier after fn. */
+class LockTransaction implements LockedContext {
+  ended = false;
+  /** Set when commitWith's COMMIT failed: the client is then destroyed, not reused. */
+  commitError: Error | undefined;
+
+  constructor(readonly client: pg.PoolClient, private readonly onHolderLost: (error: unknown) => void) {}
+
+  readonly commitWith = async <R extends pg.QueryResultRow>(query: pg.QueryConfig): Promise<pg.QueryResult<R>> => {
+    assert(!this.ended, 'the lock transaction has already ended');
+    this.ended = true;
+    const [statement, commit] = await Promise.allSettled([this.client.query<R>(query), this.client.query('commit')]);
+    if (commit.status === 'rejected') {
+      this.commitError = commit.reason instanceof Error ? commit.reason : new Error(String(commit.reason));
+      this.onHolderLost(commit.reason);
+      throw commit.reason;
+    }
+    if (statement.status === 'rejected') throw statement.reason;
+    return statement.value;
+  };
 }
 
 interface Chain { tail: Promise<void>; members: number }
@@ -146,6 +178,7 @@ export class CostBarrier {
     const onSessionError = (error: Error): void => { sessionError ??= error; };
     client.on('error', onSessionError);
     let lockedAt: number | null = null;
+    const txn = new LockTransaction(client, (error) => this.options.onHolderLost?.(error, userId));
     try {
       let result: T;
       try {
@@ -153,12 +186,12 @@ export class CostBarrier {
         await this.lock(client, userId);
         lockedAt = performance.now();
         if (aborted(signal)) throw new CallAbandonedError('lock');
-        result = await fn({ client });
+        result = await fn(txn);
       } catch (error) {
-        broken = await rollback(client);
+        broken = txn.ended ? txn.commitError : await rollback(client);
         throw error;
       }
-      broken = await this.commit(client, userId);
+      broken = txn.ended ? txn.commitError : await this.commit(client, userId);
       return result;
     } finally {
       if (lockedAt !== null) this.options.onLockHeld?.((performance.now() - lockedAt) / 1000);

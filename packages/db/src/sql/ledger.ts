@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type pg from 'pg';
 import { parseNano } from '../money.js';
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
@@ -165,6 +166,16 @@ const SETTLE_SQL = `
 /** Every open request can be settled by the proxy; an operator closes only stuck ones. */
 const SETTLE_STATES = { proxy: ['in_flight', 'awaiting_cost', 'unresolved'], operator: ['awaiting_cost', 'unresolved'] } as const;
 
+type SettledRow = RawEntry & { released_hold_nano: string };
+
+/**
+ * Serialize mode: the settle as the last statement of the user's lock transaction, committed
+ * with it in one round trip (cost-barrier.ts LockedContext.commitWith).
+ */
+export interface SettleInLockTransaction {
+  commitWith<R extends pg.QueryResultRow>(query: pg.QueryConfig): Promise<pg.QueryResult<R>>;
+}
+
 export interface SettledEntry extends LedgerEntry {
   /** The hold this settle released (charged nano-USD); the charge may exceed it (overage). */
   releasedHoldNano: bigint;
@@ -179,10 +190,13 @@ export interface SettledEntry extends LedgerEntry {
  * request_id on the ledger backs that up). Returns null when the request was not open.
  */
 export async function settleUsage(
-  db: Queryable, usage: UsageSettlement, by: { operatorNote: string } | null = null,
+  db: Queryable | SettleInLockTransaction, usage: UsageSettlement, by: { operatorNote: string } | null = null,
 ): Promise<SettledEntry | null> {
   assert(usage.upstreamCostNano >= 0n, 'usage cost cannot be negative');
-  const result = await db.query<RawEntry & { released_hold_nano: string }>(prepared('settle', SETTLE_SQL, [
+  const run = 'commitWith' in db
+    ? (config: pg.QueryConfig) => db.commitWith<SettledRow>(config)
+    : (config: pg.QueryConfig) => db.query<SettledRow>(config);
+  const result = await run(prepared('settle', SETTLE_SQL, [
     usage.requestId, usage.upstreamCostNano.toString(), usage.generationId, usage.promptTokens, usage.completionTokens,
     by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
     // 0008 (served model, provider, BYOK), after 0007's states and note:
