@@ -75,7 +75,7 @@ class LockTransaction implements LockedContext {
   readonly commitWith = async <R extends pg.QueryResultRow>(query: pg.QueryConfig): Promise<pg.QueryResult<R>> => {
     assert(!this.ended, 'the lock transaction has already ended');
     this.ended = true;
-    const [statement, commit] = await Promise.allSettled([this.client.query<R>(query), this.client.query('commit')]);
+    const [statement, commit] = await pipelined<R>(this.client, query, 'commit');
     if (commit.status === 'rejected') {
       this.commitError = commit.reason instanceof Error ? commit.reason : new Error(String(commit.reason));
       this.onHolderLost(commit.reason);
@@ -220,15 +220,14 @@ export class CostBarrier {
       // extra round trip (a client that does not pipeline just takes two). Within the lock
       // statement the select list is evaluated left to right, so both limits are in force
       // (transaction-local) before the lock is requested.
-      await Promise.all([
-        client.query('begin'),
-        client.query(prepared('cost_lock',
-          `select set_config('lock_timeout', $2::text, true),
-                  set_config('idle_in_transaction_session_timeout', $3::text, true),
-                  pg_advisory_xact_lock($1::bigint)`,
-          [costLockKey(userId).toString(), String(lockTimeoutMs), String(holdMsMax)],
-        )),
-      ]);
+      const [begun, locked] = await pipelined(client, 'begin', prepared('cost_lock',
+        `select set_config('lock_timeout', $2::text, true),
+                set_config('idle_in_transaction_session_timeout', $3::text, true),
+                pg_advisory_xact_lock($1::bigint)`,
+        [costLockKey(userId).toString(), String(lockTimeoutMs), String(holdMsMax)],
+      ));
+      if (begun.status === 'rejected') throw begun.reason;
+      if (locked.status === 'rejected') throw locked.reason;
       this.options.onLockWait?.((performance.now() - started) / 1000);
     } catch (error) {
       // The pool's statement_timeout may be shorter than lock_timeout (or cancel the wait
@@ -261,6 +260,24 @@ export class CostBarrier {
     const waitMs = reason === 'pool_timeout' ? this.options.acquireTimeoutMs : Math.min(this.options.lockTimeoutMs, RETRY_AFTER_MS_MAX);
     return Math.max(1, Math.ceil(waitMs / 1000));
   }
+}
+
+/**
+ * Two queries in one socket write: on a pipelining client (the lock pool) both are submitted
+ * at once, so corking the socket around them makes one write (one syscall) instead of two.
+ * A client that does not pipeline sends the second after the first is answered.
+ */
+async function pipelined<R extends pg.QueryResultRow = pg.QueryResultRow>(client: pg.PoolClient, first: string | pg.QueryConfig, second: string | pg.QueryConfig):
+  Promise<[PromiseSettledResult<pg.QueryResult<R>>, PromiseSettledResult<pg.QueryResult>]> {
+  const stream = client.connection.stream;
+  stream.cork();
+  let answers: [Promise<pg.QueryResult<R>>, Promise<pg.QueryResult>];
+  try {
+    answers = [client.query<R>(first), client.query(second)];
+  } finally {
+    stream.uncork();
+  }
+  return Promise.allSettled(answers);
 }
 
 /** A function, not an inline check: the signal changes across awaits. */
