@@ -19,8 +19,10 @@ export interface PoolsOptions {
 export type PoolName = 'lock' | 'write' | 'beat';
 
 /**
- * Two pools, never one: a lock holder settles its cost on a write client, so if lock holders
- * and writes shared a pool, N active users pinning all N clients would deadlock every settle.
+ * Two pools, never one: a lock holder writes its admission (and retries a failed settle) on a
+ * write client, so if lock holders and writes shared a pool, N active users pinning all N
+ * clients would deadlock every admission. (Its first settle attempt runs on its own lock
+ * client, ending the lock transaction: cost-barrier.ts commitWith.)
  */
 export interface Pools {
   readonly lock: pg.Pool;
