@@ -53,6 +53,38 @@ export class CallAbandonedError extends CodedError<'call_abandoned'> {
 export interface LockedContext {
   /** The pinned client inside the lock transaction: use it for the admission read only. */
   readonly client: pg.PoolClient;
+  /**
+   * Runs one statement as the last of the lock transaction and commits it in the same round
+   * trip (the lock pool pipelines): the call's settle and the release of the user's lock land
+   * together, with no write-pool client and no separate COMMIT. At most once; afterwards the
+   * lock is released. If the statement fails, that COMMIT rolls the transaction back (the
+   * statement's error is thrown, the lock is released all the same); if the COMMIT itself
+   * fails, its error is thrown and whether the statement landed is unknown (retry it: it must
+   * be idempotent, as the settle is).
+   */
+  readonly commitWith: <R extends pg.QueryResultRow>(query: pg.QueryConfig) => Promise<pg.QueryResult<R>>;
+}
+
+/** The lock transaction of one holder: ended by commitWith, or by the barrier after fn. */
+class LockTransaction implements LockedContext {
+  ended = false;
+  /** Set when commitWith's COMMIT failed: the client is then destroyed, not reused. */
+  commitError: Error | undefined;
+
+  constructor(readonly client: pg.PoolClient, private readonly onHolderLost: (error: unknown) => void) {}
+
+  readonly commitWith = async <R extends pg.QueryResultRow>(query: pg.QueryConfig): Promise<pg.QueryResult<R>> => {
+    assert(!this.ended, 'the lock transaction has already ended');
+    this.ended = true;
+    const [statement, commit] = await pipelined<R>(this.client, query, 'commit');
+    if (commit.status === 'rejected') {
+      this.commitError = commit.reason instanceof Error ? commit.reason : new Error(String(commit.reason));
+      this.onHolderLost(commit.reason);
+      throw commit.reason;
+    }
+    if (statement.status === 'rejected') throw statement.reason;
+    return statement.value;
+  };
 }
 
 interface Chain { tail: Promise<void>; members: number }
@@ -147,6 +179,7 @@ export class CostBarrier {
     const onSessionError = (error: Error): void => { sessionError ??= error; };
     client.on('error', onSessionError);
     let lockedAt: number | null = null;
+    const txn = new LockTransaction(client, (error) => this.options.onHolderLost?.(error, userId));
     try {
       let result: T;
       try {
@@ -154,12 +187,12 @@ export class CostBarrier {
         await this.lock(client, userId);
         lockedAt = performance.now();
         if (aborted(signal)) throw new CallAbandonedError('lock');
-        result = await fn({ client });
+        result = await fn(txn);
       } catch (error) {
-        broken = await rollback(client);
+        broken = txn.ended ? txn.commitError : await rollback(client);
         throw error;
       }
-      broken = await this.commit(client, userId);
+      broken = txn.ended ? txn.commitError : await this.commit(client, userId);
       return result;
     } finally {
       if (lockedAt !== null) this.options.onLockHeld?.((performance.now() - lockedAt) / 1000);
@@ -182,16 +215,20 @@ export class CostBarrier {
   private async lock(client: pg.PoolClient, userId: string): Promise<void> {
     const { lockTimeoutMs, holdMsMax } = this.options;
     try {
-      await client.query('begin');
       const started = performance.now();
-      // One round trip: the select list is evaluated left to right, so both limits are in
-      // force (transaction-local) before the lock is requested.
-      await client.query(prepared('cost_lock',
+      // One round trip on the lock pool's pipelining clients (pools.ts): BEGIN and the lock
+      // statement are written together, each with its own Sync, so the lock waits for no
+      // extra round trip (a client that does not pipeline just takes two). Within the lock
+      // statement the select list is evaluated left to right, so both limits are in force
+      // (transaction-local) before the lock is requested.
+      const [begun, locked] = await pipelined(client, 'begin', prepared('cost_lock',
         `select set_config('lock_timeout', $2::text, true),
                 set_config('idle_in_transaction_session_timeout', $3::text, true),
                 pg_advisory_xact_lock($1::bigint)`,
         [costLockKey(userId).toString(), String(lockTimeoutMs), String(holdMsMax)],
       ));
+      if (begun.status === 'rejected') throw begun.reason;
+      if (locked.status === 'rejected') throw locked.reason;
       this.options.onLockWait?.((performance.now() - started) / 1000);
     } catch (error) {
       // The pool's statement_timeout may be shorter than lock_timeout (or cancel the wait
@@ -224,6 +261,24 @@ export class CostBarrier {
     const waitMs = reason === 'pool_timeout' ? this.options.acquireTimeoutMs : Math.min(this.options.lockTimeoutMs, RETRY_AFTER_MS_MAX);
     return Math.max(1, Math.ceil(waitMs / 1000));
   }
+}
+
+/**
+ * Two queries in one socket write: on a pipelining client (the lock pool) both are submitted
+ * at once, so corking the socket around them makes one write (one syscall) instead of two.
+ * A client that does not pipeline sends the second after the first is answered.
+ */
+async function pipelined<R extends pg.QueryResultRow = pg.QueryResultRow>(client: pg.PoolClient, first: string | pg.QueryConfig, second: string | pg.QueryConfig):
+  Promise<[PromiseSettledResult<pg.QueryResult<R>>, PromiseSettledResult<pg.QueryResult>]> {
+  const stream = client.connection.stream;
+  stream.cork();
+  let answers: [Promise<pg.QueryResult<R>>, Promise<pg.QueryResult>];
+  try {
+    answers = [client.query<R>(first), client.query(second)];
+  } finally {
+    stream.uncork();
+  }
+  return Promise.allSettled(answers);
 }
 
 /** A function, not an inline check: the signal changes across awaits. */

@@ -12,12 +12,6 @@ import { CodedError } from './coded-error.js';
 const MIGRATION_LOCK = [0x4d475431, 1] as const; // "MGT1", 1
 const FILE_RE = /^(\d{4})_[a-z0-9_]+\.sql$/;
 
-/**
- * Numbers assigned to migrations of branches not merged yet: a gap there is expected (0009:
- * another branch's; this branch ships 0010). Remove a number once its file is merged.
- */
-const RESERVED_NUMBERS: ReadonlySet<number> = new Set([9]);
-
 export interface Migration { name: string; sql: string; checksum: string }
 
 export class MigrationError extends CodedError<'migration_invalid'> {
@@ -27,14 +21,11 @@ export class MigrationError extends CodedError<'migration_invalid'> {
 export async function loadMigrations(dir: string): Promise<Migration[]> {
   const names = (await readdir(dir)).filter((name) => name.endsWith('.sql')).sort();
   const migrations: Migration[] = [];
-  let expected = 1;
-  for (const name of names) {
+  for (const [index, name] of names.entries()) {
     const match = FILE_RE.exec(name);
-    while (match !== null && RESERVED_NUMBERS.has(expected) && Number(match[1]) > expected) expected += 1;
-    if (match === null || Number(match[1]) !== expected) {
-      throw new MigrationError(`migration ${name} must be named NNNN_words.sql and numbered ${expected} in sequence`);
+    if (match === null || Number(match[1]) !== index + 1) {
+      throw new MigrationError(`migration ${name} must be named NNNN_words.sql and numbered ${index + 1} in sequence`);
     }
-    expected += 1;
     const sql = await readFile(path.join(dir, name), 'utf8');
     migrations.push({ name, sql, checksum: createHash('sha256').update(sql).digest('hex') });
   }

@@ -20,8 +20,10 @@ export interface PoolsOptions {
 export type PoolName = 'lock' | 'write' | 'beat';
 
 /**
- * Two pools, never one: a lock holder settles its cost on a write client, so if lock holders
- * and writes shared a pool, N active users pinning all N clients would deadlock every settle.
+ * Two pools, never one: a lock holder writes its admission (and retries a failed settle) on a
+ * write client, so if lock holders and writes shared a pool, N active users pinning all N
+ * clients would deadlock every admission. (Its first settle attempt runs on its own lock
+ * client, ending the lock transaction: cost-barrier.ts commitWith.)
  */
 export interface Pools {
   readonly lock: pg.Pool;
@@ -67,6 +69,10 @@ function createPool(options: PoolsOptions, max: number, name: PoolName): pg.Pool
     query_timeout: options.statementTimeoutMs + POOL_BACKSTOP_SLACK_MS,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
+    // Lock holders send BEGIN and the lock statement together (cost-barrier.ts): one round
+    // trip instead of two on every serialize-mode call. Only this pool: pipelined clients
+    // cannot run cursors (the write pool streams CSV exports through pg-cursor).
+    pipeline: name === 'lock',
   });
   // An idle client losing its server (Postgres restart) emits here; unhandled it would kill
   // the process. The pool drops that client and connects a new one on the next acquire.

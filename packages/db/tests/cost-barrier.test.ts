@@ -380,6 +380,75 @@ QUnit.module('cost-barrier (real Postgres)', (hooks) => {
 });
 
 
+QUnit.module('cost-barrier: one round trip to the lock', (hooks) => {
+  let db: TestDatabase;
+  hooks.before(async () => { db = await createTestDatabase(); });
+  hooks.after(async () => { await db.drop(); });
+
+  QUnit.test('the lock pool pipelines: BEGIN and the lock statement are both written before Postgres answers', async (assert) => {
+    const r = replica(db.url, 'pipeline');
+    try {
+      assert.true((r.pools.lock as unknown as { options: { pipeline?: boolean } }).options.pipeline === true, 'lock pool pipelines');
+      assert.false((r.pools.write as unknown as { options: { pipeline?: boolean } }).options.pipeline === true, 'write pool does not (CSV cursors)');
+      // Warm a lock client up (connection and statement preparation), then watch its socket.
+      await r.barrier.withUserCostLock('warm', async () => 'warm');
+      const wire: string[] = [];
+      r.pools.lock.once('acquire', (client) => {
+        const stream = (client as unknown as { connection: { stream: NodeJS.ReadWriteStream & { write: (...args: unknown[]) => boolean } } }).connection.stream;
+        const write = stream.write.bind(stream);
+        stream.write = (...args: unknown[]) => { wire.push('write'); return write(...args); };
+        stream.once('data', () => wire.push('read'));
+      });
+      await r.barrier.withUserCostLock('piped', async () => { wire.push('locked'); });
+      const firstRead = wire.indexOf('read');
+      assert.true(firstRead >= 2 && wire.slice(0, firstRead).every((event) => event === 'write'),
+        `begin and lock written before the first answer: ${wire.join(', ')}`);
+    } finally {
+      await r.pools.end();
+    }
+  });
+});
+
+QUnit.module('cost-barrier: commitWith ends the lock transaction with its statement', (hooks) => {
+  let db: TestDatabase;
+  hooks.before(async () => {
+    db = await createTestDatabase();
+    await db.pool.query('create table commit_with_probe (n integer not null check (n > 0))');
+  });
+  hooks.after(async () => { await db.drop(); });
+
+  QUnit.test('the statement and the lock release land in one commit; a failing statement is rolled back and the lock freed', async (assert) => {
+    const r = replica(db.url, 'commitwith');
+    const key = costLockKey('cw').toString();
+    const heldBy = async (): Promise<number> => (await advisoryLocks(db.pool)).filter((l) => l.key === key && l.granted).length;
+    try {
+      const seen: string[] = [];
+      await r.barrier.withUserCostLock('cw', async (txn) => {
+        const inserted = await txn.commitWith({ text: 'insert into commit_with_probe (n) values ($1::integer) returning n', values: [7] });
+        seen.push(`returned ${inserted.rows[0]?.n}`);
+        // Committed already: another session sees the row, and the user's lock is free.
+        const visible = await db.pool.query('select 1 from commit_with_probe where n = 7');
+        seen.push(`visible ${visible.rowCount}`, `locks ${await heldBy()}`);
+        await assert.rejects(txn.commitWith({ text: 'select 1' }), /already ended/, 'at most once');
+      });
+      assert.deepEqual(seen, ['returned 7', 'visible 1', 'locks 0'], 'committed with the lock released, before fn returned');
+
+      const failed = await settle(r.barrier.withUserCostLock('cw', async (txn) => {
+        await txn.commitWith({ text: 'insert into commit_with_probe (n) values ($1::integer)', values: [-1] });
+      }));
+      assert.false(failed.ok, 'the statement error is thrown');
+      assert.strictEqual(await heldBy(), 0, 'lock released');
+      const rows = await db.pool.query<{ n: number }>('select count(*)::integer as n from commit_with_probe');
+      assert.strictEqual(rows.rows[0]?.n, 1, 'the failed statement left nothing');
+      // The client went back to the pool in a clean state: the next holder works.
+      assert.strictEqual(await r.barrier.withUserCostLock('cw', async ({ client }) => (await client.query<{ n: number }>('select 2 as n')).rows[0]?.n), 2);
+      assert.deepEqual(counters(r.barrier), { activeUsers: 0, queued: 0, pinned: 0 }, 'nothing leaked');
+    } finally {
+      await r.pools.end();
+    }
+  });
+});
+
 async function barrier_idle(db: TestDatabase, app: string): Promise<number> {
   const result = await db.pool.query<{ n: number }>(
     `select count(*)::integer as n from pg_stat_activity where application_name = $1::text and state <> 'idle'`, [app]);

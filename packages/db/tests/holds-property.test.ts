@@ -2,7 +2,7 @@
 // settle, fail, defer (awaiting_cost), unresolved, void, operator settle, grants and "crashes"
 // (a request simply abandoned in flight), several at a time. After every round:
 // held_nano = Σ holds of open requests and balance = Σ ledger, for every user (verify's checks);
-// with keys and controls (0011): open-call counts of users and keys and keys' holds = their open
+// with keys and controls (0010): open-call counts of users and keys and keys' holds = their open
 // requests, whatever limits refuse.
 import { randomUUID } from 'node:crypto';
 import { controls, keys, ledger, requests, users, verify } from '@metergate/db';

@@ -101,6 +101,36 @@ QUnit.module('ledger SQL (real Postgres)', (hooks) => {
     assert.deepEqual(await totals(db, 'once'), { balance: 1_000_000n - charged, credits: 1_000_000n, usage: charged });
   });
 
+  QUnit.test("recordGenerationId 'async': commits without waiting for the flush, for its own transaction only", async (assert) => {
+    await users.insertUser(db.pool, 'genid');
+    const client = await db.pool.connect();
+    try {
+      await client.query('set synchronous_commit = on');
+      const first = await openRequest(db, 'genid');
+      // Inside a transaction the setting can be read back: off for this transaction only.
+      await client.query('begin');
+      await requests.recordGenerationId(client, first, 'gen-async', 'async');
+      const inside = await client.query<{ mode: string }>(`select current_setting('synchronous_commit') as mode`);
+      await client.query('commit');
+      assert.strictEqual(inside.rows[0]?.mode, 'off', 'async: synchronous_commit off in its transaction');
+      // On its own (its own implicit transaction, as the proxy runs it) nothing leaks to the pooled session.
+      const second = await openRequest(db, 'genid');
+      await requests.recordGenerationId(client, second, 'gen-async-2', 'async');
+      const after = await client.query<{ mode: string }>(`select current_setting('synchronous_commit') as mode`);
+      assert.strictEqual(after.rows[0]?.mode, 'on', 'the session keeps its setting afterwards');
+      await client.query('begin');
+      await requests.recordGenerationId(client, second, 'gen-durable', 'durable');
+      const durable = await client.query<{ mode: string }>(`select current_setting('synchronous_commit') as mode`);
+      await client.query('commit');
+      assert.strictEqual(durable.rows[0]?.mode, 'on', "durable: the server's setting is kept");
+      const ids = await db.pool.query<{ id: string; generation_id: string }>(
+        'select id::text, generation_id from requests where id = any($1::uuid[]) order by generation_id', [[first, second]]);
+      assert.deepEqual(ids.rows.map((r) => r.generation_id), ['gen-async', 'gen-durable'], 'both ids recorded and visible');
+    } finally {
+      client.release();
+    }
+  });
+
   QUnit.test('10 concurrent settles of the same request write exactly one ledger row', async (assert) => {
     await users.insertUser(db.pool, 'race');
     await ledger.appendCredit(db.pool, { userId: 'race', kind: 'grant', amountNano: 1_000_000n, note: null });

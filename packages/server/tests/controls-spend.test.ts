@@ -136,15 +136,15 @@ function formatUsd(nano: bigint): string {
   return `${nano / 1_000_000_000n}.${(nano % 1_000_000_000n).toString().padStart(9, '0')}`;
 }
 
-QUnit.module('controls: rolling upgrade across 0011', (hooks) => {
+QUnit.module('controls: rolling upgrade across 0010', (hooks) => {
   let stack: TestStack;
   hooks.before(async () => { stack = await startStack(); });
   hooks.after(async () => { await stack.close(); });
 
-  QUnit.test('a call admitted by a pre-0011 replica (not counted as open) still settles; the count stays at 0', async (assert) => {
+  QUnit.test('a call admitted by a pre-0010 replica (not counted as open) still settles; the count stays at 0', async (assert) => {
     await stack.createUser('upgrade-user', '1.00');
     const id = '00000000-0000-4000-8000-000000000011';
-    // What a pre-0011 replica's admission wrote: the request and its hold, no open-call count, no key.
+    // What a pre-0010 replica's admission wrote: the request and its hold, no open-call count, no key.
     await stack.db.pool.query(
       `with held as (update users set held_nano = held_nano + 1000 where id = 'upgrade-user')
        insert into requests (id, user_id, replica_id, model, stream, state, hold_nano) values ($1::uuid, 'upgrade-user', 'old', 'm/x', false, 'in_flight', 1000)`, [id]);

@@ -79,6 +79,39 @@ QUnit.module('holds (reserve mode): concurrency', (hooks) => {
     assert.true((await userRow(stack, user)).balance >= 0n, 'the balance stays above the minimum');
   });
 
+  QUnit.test('no max_tokens, a user who can afford the whole output limit: that limit is sent, admitted in one statement without a balance read', async (assert) => {
+    const user = 'wellfunded';
+    const key = await stack.createUser(user, '50.00');
+    const body: Body = { model: 'openai/gpt-4o-mini', messages: messages(), sim: { completion_tokens: 100_000 } };
+    const pricing = priceRequest(body, (id) => stack.runtime.services.priceBook.lookup(id));
+    if (!pricing.priced) throw new Error(pricing.reason);
+    const limit = pricing.shape.completionLimit;
+    assert.true(limit !== null && limit > 16n, `the model lists an output limit (${limit})`);
+    // Count the affordability reads the admission makes (the statement that reads after_in_flight).
+    const pool = stack.runtime.services.pools.write;
+    const original = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    let reads = 0;
+    (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string }).text ?? '';
+      if (text.includes('after_in_flight')) reads += 1;
+      return original(...args);
+    };
+    try {
+      const response = await chat(stack, key, body);
+      assert.strictEqual(response.status, 200, 'served');
+      await response.text();
+    } finally {
+      (pool as unknown as { query: unknown }).query = original;
+    }
+    assert.strictEqual(reads, 0, 'no balance read before the admission');
+    const [sent] = generationsOf(stack, user);
+    assert.strictEqual(String(sent?.completionTokens), String(limit), 'max_tokens = the model output limit was sent (the simulator stopped there)');
+    const { rows } = await stack.db.pool.query<{ tokens: number }>(
+      'select hold_completion_tokens as tokens from requests where user_id = $1::text', [user]);
+    assert.strictEqual(String(rows[0]?.tokens), String(limit), 'held at that budget');
+    await assertBooks(assert, stack, user);
+  });
+
   QUnit.test('a model the price book does not know is refused before anything is held or sent; a pinned price admits it', async (assert) => {
     const user = 'unpriced';
     const key = await stack.createUser(user, '5.00');

@@ -119,7 +119,7 @@ async function spendLimits(db: Queryable, scope: Scope, now: Date | null): Promi
  * Applies a patch in one transaction; false when the scope does not exist. The scope's row is
  * locked first (admissions and settles of the user wait meanwhile). A new spend limit starts
  * with what the scope was already charged in its current period, summed from the ledger once
- * here (key scope: usage entries of requests made with the key since 0011); a charge whose
+ * here (key scope: usage entries of requests made with the key since 0010); a charge whose
  * settle commits while this transaction runs may be missed by that sum (documented).
  */
 export async function putControls(pool: pg.Pool, scope: Scope, patch: ControlsPatch, now: Date | null): Promise<boolean> {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type pg from 'pg';
 import { parseNano } from '../money.js';
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
@@ -30,9 +31,9 @@ export interface LedgerEntry {
   provider: string | null;
   /** Usage settled since 0008: a bring-your-own-key call; null before 0008 and on credits. */
   isByok: boolean | null;
-  /** Usage settled since 0010: the endpoint (chat, responses, messages, completions, embeddings). */
+  /** Usage settled since 0009: the endpoint (chat, responses, messages, completions, embeddings). */
   endpoint: string | null;
-  /** Usage settled since 0010: token details, when the usage reported them. */
+  /** Usage settled since 0009: token details, when the usage reported them. */
   cachedTokens: number | null;
   cacheWriteTokens: number | null;
   reasoningTokens: number | null;
@@ -96,7 +97,7 @@ export async function appendCredit(
        insert into ledger_entries (user_id, kind, amount_nano, balance_after_nano, note)
        select id, $2::text, $3::bigint, balance_nano, $4::text from account
        returning ${LEDGER_COLUMNS}),
-     -- 0011 webhooks: credits.granted for a grant; balance.low when an adjustment crosses the threshold.
+     -- 0010 webhooks: credits.granted for a grant; balance.low when an adjustment crosses the threshold.
      ${emitCtes('granted', `select 'credits.granted', e.user_id, jsonb_build_object('user_id', e.user_id, 'entry_id', e.id::text,
          'amount_usd', ${usdSql('e.amount_nano')}, 'balance_usd', ${usdSql('e.balance_after_nano')}, 'note', e.note)
          from entry e where e.kind = 'grant'`)},
@@ -121,7 +122,7 @@ export interface UsageSettlement {
   provider?: string | null;
   /** Bring-your-own-key call (upstreamCostNano is then OpenRouter's fee + the provider's charge). */
   isByok?: boolean | null;
-  /** 0010: token details of the usage, when it reported them. */
+  /** 0009: token details of the usage, when it reported them. */
   cachedTokens?: number | null;
   cacheWriteTokens?: number | null;
   reasoningTokens?: number | null;
@@ -173,14 +174,14 @@ const SETTLE_SQL = `
        set balance_nano = balance_nano - price.charged_nano,
            usage_nano = usage_nano + price.charged_nano,
            held_nano = held_nano - price.hold_nano,
-           -- Never below 0: a request admitted by a pre-0011 replica during a rolling upgrade was
+           -- Never below 0: a request admitted by a pre-0010 replica during a rolling upgrade was
            -- not counted, and a settle must not fail on a counter (verify reports any drift).
            open_calls = greatest(open_calls - 1, 0)
       from price
      where users.id = price.user_id
     returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id,
               price.key_id, price.hold_nano, users.alert_balance_below_nano),
-  -- 0011: the key's hold and open call are released, and the charge is counted against every
+  -- 0010: the key's hold and open call are released, and the charge is counted against every
   -- spend limit of the user and the key (a new period restarts the counter). Both join the
   -- user's updated row, so they lock after it, in the admission's order.
   key_release as (
@@ -193,7 +194,7 @@ const SETTLE_SQL = `
            period_start = spend_period_start(l.period, c.now), updated_at = now()
       from account cross join (select coalesce($14::timestamptz, now()) as now) c
      where (l.scope_kind = 'user' and l.scope_id = account.id) or (l.scope_kind = 'key' and l.scope_id = account.key_id)),
-  -- 0011: balance.low when this charge takes the balance below the user's alert threshold.
+  -- 0010: balance.low when this charge takes the balance below the user's alert threshold.
   ${emitCtes('low', balanceLowSource(`(select id, balance_nano + charged_nano as before_nano, balance_nano as after_nano,
                                               alert_balance_below_nano as threshold_nano from account)`))},
   entry as (
@@ -205,7 +206,7 @@ const SETTLE_SQL = `
            $1::uuid, generation_id, coalesce($8::text, model), $4::integer, $5::integer,
            -- 0008: the ledger (and so every rollup and report) keys by the SERVED model.
            model, $9::text, $10::boolean,
-           -- 0010: the endpoint the request was admitted on, and the usage's token details.
+           -- 0009: the endpoint the request was admitted on, and the usage's token details.
            (select r.endpoint from requests r where r.id = $1::uuid), $11::integer, $12::integer, $13::integer
       from account
     returning ${LEDGER_COLUMNS}),
@@ -214,6 +215,16 @@ const SETTLE_SQL = `
 
 /** Every open request can be settled by the proxy; an operator closes only stuck ones. */
 const SETTLE_STATES = { proxy: ['in_flight', 'awaiting_cost', 'unresolved'], operator: ['awaiting_cost', 'unresolved'] } as const;
+
+type SettledRow = RawEntry & { released_hold_nano: string };
+
+/**
+ * Serialize mode: the settle as the last statement of the user's lock transaction, committed
+ * with it in one round trip (cost-barrier.ts LockedContext.commitWith).
+ */
+export interface SettleInLockTransaction {
+  commitWith<R extends pg.QueryResultRow>(query: pg.QueryConfig): Promise<pg.QueryResult<R>>;
+}
 
 export interface SettledEntry extends LedgerEntry {
   /** The hold this settle released (charged nano-USD); the charge may exceed it (overage). */
@@ -229,17 +240,20 @@ export interface SettledEntry extends LedgerEntry {
  * request_id on the ledger backs that up). Returns null when the request was not open.
  */
 export async function settleUsage(
-  db: Queryable, usage: UsageSettlement, by: { operatorNote: string } | null = null,
+  db: Queryable | SettleInLockTransaction, usage: UsageSettlement, by: { operatorNote: string } | null = null,
 ): Promise<SettledEntry | null> {
   assert(usage.upstreamCostNano >= 0n, 'usage cost cannot be negative');
-  const result = await db.query<RawEntry & { released_hold_nano: string }>(prepared('settle', SETTLE_SQL, [
+  const run = 'commitWith' in db
+    ? (config: pg.QueryConfig) => db.commitWith<SettledRow>(config)
+    : (config: pg.QueryConfig) => db.query<SettledRow>(config);
+  const result = await run(prepared('settle', SETTLE_SQL, [
     usage.requestId, usage.upstreamCostNano.toString(), usage.generationId, usage.promptTokens, usage.completionTokens,
     by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
     // 0008 (served model, provider, BYOK), after 0007's states and note:
     usage.servedModel ?? null, usage.provider ?? null, usage.isByok ?? null,
-    // 0010 (token details):
+    // 0009 (token details):
     usage.cachedTokens ?? null, usage.cacheWriteTokens ?? null, usage.reasoningTokens ?? null,
-    // 0011 ($14): the clock spend-limit periods are counted with (null: the database's now()).
+    // 0010 ($14): the clock spend-limit periods are counted with (null: the database's now()).
     usage.now ?? null,
   ]));
   const row = result.rows[0];

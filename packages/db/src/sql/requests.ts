@@ -13,7 +13,7 @@ export interface NewRequest {
   replicaId: string;
   model: string | null;
   stream: boolean;
-  /** 0010: the endpoint ('chat' when absent). */
+  /** 0009: the endpoint ('chat' when absent). */
   endpoint?: string;
   /** The API key the call came with (its limits apply); null for calls made without one. */
   keyId?: string | null;
@@ -22,7 +22,7 @@ export interface NewRequest {
 /** Committed on its own before the upstream call, so a crash leaves a trace to reconcile. */
 export async function insertRequest(db: Queryable, request: NewRequest): Promise<void> {
   await db.query(
-    // 0011: an open request counts as an open call of its user (users.open_calls).
+    // 0010: an open request counts as an open call of its user (users.open_calls).
     `with counted as (update users set open_calls = open_calls + 1 where id = $2::text)
      insert into requests (id, user_id, replica_id, model, stream, state)
      values ($1::uuid, $2::text, $3::text, $4::text, $5::boolean, 'in_flight')`,
@@ -81,7 +81,7 @@ export async function admitRequest(db: Queryable, request: NewRequest, admission
 export interface BatchCall {
   id: string; model: string | null; stream: boolean; upstreamHoldNano: bigint; holdCompletionTokens: number | null;
   keyId?: string | null;
-  /** 0010: the endpoint ('chat' when absent). */
+  /** 0009: the endpoint ('chat' when absent). */
   endpoint?: string;
 }
 
@@ -273,7 +273,7 @@ export interface Affordability {
   availableAfterInFlightNano: bigint;
   multiplierPpm: bigint;
   /**
-   * 0011: the least room left under the user's and the key's spend limits (amount − spent in
+   * 0010: the least room left under the user's and the key's spend limits (amount − spent in
    * the current period − held), charged nano-USD; null when no limit applies.
    */
   limitRoomNano: bigint | null;
@@ -302,12 +302,27 @@ export async function affordability(db: Queryable, userId: string, keyId: string
   };
 }
 
-/** Recorded as soon as the first chunk or the X-Generation-Id header names it. */
-export async function recordGenerationId(db: Queryable, requestId: string, generationId: string): Promise<void> {
+/**
+ * Recorded as soon as the first chunk or the X-Generation-Id header names it.
+ *
+ * `flush: 'async'` (a stream's id, mid-call) commits without waiting for the WAL flush
+ * (`synchronous_commit` off for this one transaction): the id is visible to every reconciler
+ * at once, and only a crash of Postgres itself within wal_writer_delay (200 ms) could lose it,
+ * in which case this replica's settle fails and records it again (Settler.recordGenerationId,
+ * durably) or, if the replica died too, the request is left unresolved with its hold kept,
+ * never silently free. One durable commit per stream fewer. `'durable'` waits as usual.
+ */
+export async function recordGenerationId(
+  db: Queryable, requestId: string, generationId: string, flush: 'durable' | 'async' = 'durable',
+): Promise<void> {
+  // set_config(..., true) lasts to the end of this statement's own transaction, whose commit
+  // reads it; the one-row subquery is volatile, so it is always evaluated. Null keeps the
+  // server's setting (durable).
   await db.query(prepared('record_generation_id',
     `update requests set generation_id = $2::text, updated_at = now()
+       from (select set_config('synchronous_commit', coalesce($3::text, current_setting('synchronous_commit')), true)) as commit_mode
       where id = $1::uuid and generation_id is distinct from $2::text`,
-    [requestId, generationId],
+    [requestId, generationId, flush === 'async' ? 'off' : null],
   ));
 }
 
@@ -331,9 +346,9 @@ export async function markAwaitingCost(
 }
 
 /**
- * Releases a closed request's hold and open call from its user and its key (0011), the user's
+ * Releases a closed request's hold and open call from its user and its key (0010), the user's
  * row first (the admission's lock order). Follows a `closed` CTE returning user_id, hold_nano, key_id;
- * open_calls never goes below 0 (see SETTLE_SQL: a pre-0011 replica did not count its calls).
+ * open_calls never goes below 0 (see SETTLE_SQL: a pre-0010 replica did not count its calls).
  */
 const RELEASE_CTES = `released as (
        update users u set held_nano = u.held_nano - closed.hold_nano, open_calls = greatest(u.open_calls - 1, 0)
@@ -518,7 +533,7 @@ export async function markUnresolved(db: Queryable, requestId: string, reason: s
          from before
         where r.id = before.id and r.state in ('in_flight', 'awaiting_cost', 'unresolved')
        returning r.id, r.user_id, r.generation_id, before.state as previous),
-     -- 0011 webhooks: request.unresolved once, when a request becomes unresolved.
+     -- 0010 webhooks: request.unresolved once, when a request becomes unresolved.
      ${emitCtes('unresolved', `select 'request.unresolved', c.user_id, jsonb_build_object('request_id', c.id::text,
          'user_id', c.user_id, 'reason', $2::text, 'generation_id', c.generation_id) from changed c where c.previous <> 'unresolved'`)}
      select 1 from changed`,

@@ -37,7 +37,7 @@ export interface BalanceBreach {
 }
 
 export interface HeldBreach { userId: string; heldNano: string; openHoldsNano: string }
-/** 0011: a user's or key's open-call count (and a key's held) that differs from its open requests. */
+/** 0010: a user's or key's open-call count (and a key's held) that differs from its open requests. */
 export interface ControlsBreach { scope: 'user' | 'key'; id: string; openCalls: number; openRequests: number; heldNano: string | null; openHoldsNano: string | null }
 export interface SettledUsageBreach { requestId: string; userId: string; usageEntries: number }
 export interface OrphanUsageBreach { entryId: string; requestId: string; requestState: string | null }

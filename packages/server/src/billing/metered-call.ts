@@ -12,7 +12,7 @@ import { isRecord, type Endpoint, type ParsedAnswer } from './endpoint.js';
 import { neverReachedUpstream } from '../upstream/openrouter.js';
 import { relayUpstreamError } from './upstream-error.js';
 import { costFromUsage, type UsageCost } from './usage-cost.js';
-import { BarrierBusyError, CallAbandonedError } from '@metergate/db';
+import { BarrierBusyError, CallAbandonedError, type LockedContext } from '@metergate/db';
 import { admitReserve, admitSerialize, cappedHoldNano, type AdmittedCall } from '../holds/admission.js';
 import { defaultBudget, priceRequest, type Pricing } from '../holds/worst-case.js';
 import { markUpstreamStarted } from './upstream-started.js';
@@ -28,6 +28,8 @@ export interface CallContext {
   readonly res: ServerResponse;
   /** Told about a finished body the client left before receiving (idempotent replay keeps it). */
   readonly onUnsent?: (status: number, headers: Record<string, string>, body: Buffer) => void;
+  /** Serialize mode: the user's lock transaction, which the settle ends (one round trip). */
+  readonly lockTxn?: LockedContext;
 }
 
 /** A call past admission: its hold is written, and what goes upstream is settled. */
@@ -56,9 +58,9 @@ export async function meteredCall(services: Services, call: CallContext): Promis
       return;
     }
     await refuseBeforeQueueing(services, call.userId);
-    await services.barrier.withUserCostLock(call.userId, async () => {
+    await services.barrier.withUserCostLock(call.userId, async (lockTxn) => {
       const admitted = await admitSerialize(services, request, pricing);
-      await runAdmitted(services, { ...call, admitted }, gone);
+      await runAdmitted(services, { ...call, admitted, lockTxn }, gone);
     }, gone).catch((error: unknown) => refuseIfQueueCannotBeAfforded(services, call.userId, pricing, error));
   } catch (error) {
     if (!(error instanceof CallAbandonedError)) throw error;
@@ -207,7 +209,7 @@ async function jsonCall(services: Services, call: AdmittedContext): Promise<void
 async function settleOrDefer(services: Services, call: CallContext, generationId: string | null,
   cost: UsageCost | null, reason: string): Promise<void> {
   if (cost !== null) {
-    await services.settler.settle({ requestId: call.requestId, userId: call.userId, generationId, cost });
+    await services.settler.settle({ requestId: call.requestId, userId: call.userId, generationId, cost }, call.lockTxn);
     return;
   }
   const db = services.pools.write;
@@ -240,7 +242,7 @@ async function failBeforeOutput(services: Services, call: CallContext, upstream:
 }
 
 function recordGenerationId(services: Services, requestId: string, generationId: string): Promise<void> {
-  return requests.recordGenerationId(services.pools.write, requestId, generationId).catch((error: unknown) => {
+  return requests.recordGenerationId(services.pools.write, requestId, generationId, 'async').catch((error: unknown) => {
     services.log.warn({ err: error, requestId, generationId }, 'could not record generation id yet; settle records it');
   });
 }

@@ -60,9 +60,13 @@ export class Settler {
 
   get pendingRetries(): number { return this.#queue.size; }
 
-  async settle(input: SettleInput): Promise<SettleResult> {
+  /**
+   * `lockTxn` (serialize mode): the first attempt runs in the user's lock transaction and
+   * commits with it in one round trip; retries run on the write pool like any other.
+   */
+  async settle(input: SettleInput, lockTxn?: ledger.SettleInLockTransaction): Promise<SettleResult> {
     try {
-      return await this.attempt(input);
+      return await this.attempt(input, lockTxn);
     } catch (error) {
       this.metrics.settles.inc({ outcome: 'deferred' });
       this.recordGenerationId(input);
@@ -82,7 +86,7 @@ export class Settler {
     this.#inputs.clear();
   }
 
-  private async attempt(input: SettleInput): Promise<SettleResult> {
+  private async attempt(input: SettleInput, lockTxn?: ledger.SettleInLockTransaction): Promise<SettleResult> {
     const cost = input.cost;
     if (isRejectedCost(cost)) {
       this.log.error({ requestId: input.requestId, userId: input.userId, rawCost: cost.raw }, 'upstream cost out of range; not charged, left unresolved for an operator');
@@ -90,7 +94,7 @@ export class Settler {
     }
     let entry: SettledEntry | null;
     try {
-      entry = await ledger.settleUsage(this.pool, {
+      entry = await ledger.settleUsage(lockTxn ?? this.pool, {
         requestId: input.requestId,
         // What the user is charged is priced from it inside the settle statement.
         upstreamCostNano: cost.costNano,

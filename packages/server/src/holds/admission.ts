@@ -92,6 +92,8 @@ export async function admitReserve(services: Services, request: NewRequest, pric
   }
   // The budget depends on the balance: read it and admit in one turn of this user's queue.
   return services.admissions.solo(request.userId, async () => {
+    const full = await admitFullBudget(services, request, shape);
+    if (full !== null) return full;
     // Two tries: another replica may spend between the read and the admission.
     for (let attempt = 0; attempt < 2; attempt += 1) {
       const afford = await readAffordability(services, request.userId, request.keyId ?? null);
@@ -110,6 +112,20 @@ export async function admitReserve(services: Services, request: NewRequest, pric
     }
     throw await unaffordable(services, request.userId, shape, null);
   }, signal);
+}
+
+/**
+ * The common case first, in one round trip instead of two: a user who can afford the model's
+ * whole output limit gets exactly that budget from the read below, so the admission is tried
+ * with it straight away (the statement admits only if its worst case fits, under the lock). A
+ * model without a listed limit, or a user who cannot afford it, goes the read-then-admit way.
+ */
+async function admitFullBudget(services: Services, request: NewRequest, shape: CostShape): Promise<AdmittedCall | null> {
+  if (shape.completionLimit === null) return null;
+  const budget = shape.completionLimit > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : shape.completionLimit;
+  if (budget < RESERVE_COMPLETION_TOKENS_MIN) return null;
+  const held = await admitOne(services, request, holdCall(request, cappedHoldNano(services, shape, budget), budget));
+  return held === null ? null : admittedReserve(services, held, Number(budget));
 }
 
 function holdCall(request: NewRequest, upstreamHoldNano: bigint, budget: bigint): HoldCall {

@@ -75,7 +75,7 @@ const LEDGER: Source = {
   table: 'ledger_entries', time: 'created_at', user: 'user_id', model: `coalesce(model, '')`, where: `kind = 'usage'`,
   keys: {
     user: 'user_id', model: `coalesce(model, '')`, day: `date_trunc('day', created_at, 'UTC')`, hour: `date_trunc('hour', created_at, 'UTC')`,
-    // 0010: usage entries settled before it were all chat completions (the only metered endpoint then).
+    // 0009: usage entries settled before it were all chat completions (the only metered endpoint then).
     endpoint: `coalesce(endpoint, 'chat')`,
   },
   measures: `1::bigint as requests, coalesce(prompt_tokens, 0)::bigint as prompt_tokens,

@@ -2,7 +2,7 @@
 -- details its usage reported.
 --
 -- requests.endpoint is written at admission ('chat', 'responses', 'messages', 'completions',
--- 'embeddings'); rows admitted before 0010 were all chat completions, hence the default. The
+-- 'embeddings'); rows admitted before 0009 were all chat completions, hence the default. The
 -- settle statement copies it to the call's usage entry, so reports can group by it without a
 -- join. cached / cache-write / reasoning tokens come from the response's usage (NULL when it
 -- did not say, and on entries settled from /generation, which does not report them).

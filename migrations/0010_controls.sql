@@ -8,7 +8,7 @@
 --   api_keys.open_calls = number of the key's open requests
 --   api_keys.held_nano  = Σ hold_nano of the key's open requests
 -- Requests admitted before this migration carry no key_id and count for no key.
--- Rolling upgrades across 0011: old replicas do not maintain these counters (their calls are
+-- Rolling upgrades across 0010: old replicas do not maintain these counters (their calls are
 -- not counted as open; the release statements never take a count below 0, so no settle fails on
 -- it, and verify reports the drift); upgrade all replicas together (as for 0003/0004).
 
