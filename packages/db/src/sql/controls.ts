@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
 
-/** Operator controls on a user or an API key (migrations/0011_controls.sql). */
+/** Operator controls on a user or an API key (migrations/0010_controls.sql). */
 export type ScopeKind = 'user' | 'key';
 export type SpendPeriod = 'day' | 'week' | 'month' | 'never';
 export const SPEND_PERIODS_TEXT = ['day', 'week', 'month', 'never'] as const;

@@ -1,5 +1,5 @@
 /**
- * The webhook outbox (migrations/0011_controls.sql): SQL fragments that write an event and its
+ * The webhook outbox (migrations/0010_controls.sql): SQL fragments that write an event and its
  * deliveries inside the statement that causes it, so both commit or neither does.
  */
 

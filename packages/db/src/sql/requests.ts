@@ -48,7 +48,7 @@ export interface Admission {
 
 export type AdmitResult = { admitted: true; holdNano: bigint } | { admitted: false; refusal?: Refusal };
 
-/** Why a call was not admitted (limits: migrations/0011_controls.sql). */
+/** Why a call was not admitted (limits: migrations/0010_controls.sql). */
 export type Refusal =
   | { kind: 'insufficient_credits' }
   | { kind: 'concurrent_calls'; scope: 'user' | 'key'; limit: number }

@@ -1,6 +1,6 @@
 import type { Queryable } from './queryable.js';
 
-/** Webhooks and their outbox (migrations/0011_controls.sql; events are written by outbox.ts fragments). */
+/** Webhooks and their outbox (migrations/0010_controls.sql; events are written by outbox.ts fragments). */
 export const WEBHOOK_EVENT_TYPES = ['balance.low', 'limit.reached', 'request.unresolved', 'credits.granted'] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
