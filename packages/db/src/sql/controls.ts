@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
+import { inTransaction } from '../transaction.js';
 
 /** Operator controls on a user or an API key (migrations/0010_controls.sql). */
 export type ScopeKind = 'user' | 'key';
@@ -122,25 +123,14 @@ async function spendLimits(db: Queryable, scope: Scope, now: Date | null): Promi
  * here (key scope: usage entries of requests made with the key since 0010); a charge whose
  * settle commits while this transaction runs may be missed by that sum (documented).
  */
-export async function putControls(pool: pg.Pool, scope: Scope, patch: ControlsPatch, now: Date | null): Promise<boolean> {
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
+export function putControls(pool: pg.Pool, scope: Scope, patch: ControlsPatch, now: Date | null): Promise<boolean> {
+  return inTransaction(pool, async (client) => {
     const locked = await client.query(`select 1 from ${TABLE[scope.kind]} where id = $1::text for update`, [scope.id]);
-    if (locked.rowCount !== 1) {
-      await client.query('rollback');
-      return false;
-    }
+    if (locked.rowCount !== 1) return false;
     await updateScopeColumns(client, scope, patch);
     if (patch.spend !== undefined) await replaceSpendLimits(client, scope, patch.spend ?? [], now);
-    await client.query('commit');
     return true;
-  } catch (error) {
-    await client.query('rollback').catch(() => undefined); // the original error is what matters
-    throw error;
-  } finally {
-    client.release();
-  }
+  }, { rollbackWhen: (found) => !found });
 }
 
 async function updateScopeColumns(db: Queryable, scope: Scope, patch: ControlsPatch): Promise<void> {

@@ -117,6 +117,11 @@ export interface CallsAdmission {
   minBalanceNano: bigint;
   now: Date | null;
   calls: BatchCall[];
+  /**
+   * A first try that a refusal does not end (reserve's full-budget attempt, followed by a
+   * smaller budget): a spend limit that refuses it is not `limit.reached` yet.
+   */
+  probe?: boolean;
 }
 
 /**
@@ -138,6 +143,7 @@ export async function admitCalls(db: Queryable, batch: CallsAdmission): Promise<
     batch.calls.map((c) => c.stream), batch.calls.map((c) => c.upstreamHoldNano.toString()),
     batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId,
     batch.mode, batch.calls.map((c) => c.keyId ?? null), batch.now, batch.calls.map((c) => c.endpoint ?? 'chat'),
+    batch.probe === true,
   ]));
   const outcomes = new Map<string, AdmitOutcome>();
   for (const row of result.rows) {
@@ -247,7 +253,8 @@ const ADMIT_SQL = `
   -- Webhooks: limit.reached once per limit and period, with the first call it refuses.
   reached as (
     update spend_limits l set reached_period_start = spend_period_start(l.period, a.now)
-      from (select distinct d.refusal, d.period, d.key_id from decided d where not d.admit and d.refusal like 'spend_limit:%') h
+      from (select distinct d.refusal, d.period, d.key_id from decided d
+             where not d.admit and d.refusal like 'spend_limit:%' and not $14::boolean) h
      cross join account a
      where l.period = h.period
        and ((h.refusal = 'spend_limit:user' and l.scope_kind = 'user' and l.scope_id = a.id)

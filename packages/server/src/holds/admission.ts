@@ -124,8 +124,14 @@ async function admitFullBudget(services: Services, request: NewRequest, shape: C
   if (shape.completionLimit === null) return null;
   const budget = shape.completionLimit > RESERVE_COMPLETION_TOKENS_MAX ? RESERVE_COMPLETION_TOKENS_MAX : shape.completionLimit;
   if (budget < RESERVE_COMPLETION_TOKENS_MIN) return null;
-  const held = await admitOne(services, request, holdCall(request, cappedHoldNano(services, shape, budget), budget));
-  return held === null ? null : admittedReserve(services, held, Number(budget));
+  const call = holdCall(request, cappedHoldNano(services, shape, budget), budget);
+  const outcome = (await runAdmissionBatch(services, request.userId, [call], { probe: true })).get(call.id);
+  if (outcome === undefined) return null;
+  if (outcome.admitted) return admittedReserve(services, outcome.holdNano, Number(budget));
+  // Too dear for the balance or a spend limit: a smaller budget may fit (the read below). A
+  // rate or concurrency limit refuses any budget, so its error stands.
+  if (outcome.refusal.kind === 'insufficient_credits' || outcome.refusal.kind === 'spend_limit') return null;
+  throw limitError(services, outcome.refusal)!;
 }
 
 function holdCall(request: NewRequest, upstreamHoldNano: bigint, budget: bigint): HoldCall {
@@ -154,12 +160,13 @@ async function admitOne(services: Services, request: NewRequest, call: HoldCall)
 }
 
 /** One reserve admission statement (the user's lock is held inside it, for its duration). */
-export async function runAdmissionBatch(services: Services, userId: string, calls: HoldCall[]): Promise<Map<string, AdmitOutcome>> {
+export async function runAdmissionBatch(services: Services, userId: string, calls: HoldCall[],
+  options: { probe?: boolean } = {}): Promise<Map<string, AdmitOutcome>> {
   const started = performance.now();
   try {
     return await requests.admitCalls(services.pools.write, {
       mode: 'reserve', userId, replicaId: services.config.replicaId, minBalanceNano: services.config.minBalanceNano,
-      lockKey: costLockKey(userId), calls, now: services.clock(),
+      lockKey: costLockKey(userId), calls, now: services.clock(), probe: options.probe ?? false,
     });
   } finally {
     services.metrics.lockHold.observe({ mode: 'reserve' }, (performance.now() - started) / 1000);
