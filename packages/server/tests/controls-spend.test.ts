@@ -174,9 +174,13 @@ QUnit.module('spend limits: reserve budget without max_tokens', (hooks) => {
     // gpt-4o-mini output costs 600 nano-USD a token: $0.001 of room holds well under 1,667 tokens (its 16,384 limit would not fit).
     assert.true(maxTokens !== undefined && maxTokens < 1_667 && maxTokens >= 16, `max_tokens ${maxTokens} fits the limit`);
     await assertBooks(assert, stack, user);
+    const reachedCount = async () => (await stack.db.pool.query<{ n: number }>(
+      `select count(*)::integer as n from webhook_events where type = 'limit.reached' and data->>'user_id' = $1::text`, [user])).rows[0]!.n;
+    assert.strictEqual(await reachedCount(), 0, 'the full-budget try the limit refused, before the smaller budget, is not limit.reached');
     // Use up the room: a grant does not help; the limit does.
     await stack.db.pool.query(`update spend_limits set spent_nano = amount_nano where scope_id = $1::text`, [user]);
     const refused = await post(stack.url, key, body);
     await assertOpenAiError(assert, refused, 402, 'spend_limit_reached');
+    assert.strictEqual(await reachedCount(), 1, 'the refusal that ends a call is');
   });
 });
