@@ -1,4 +1,5 @@
 import { usdNumberToNano } from '@metergate/db';
+import type { UpstreamUsage } from '../upstream/sse-tap.js';
 
 export interface MeasuredCost {
   /** What the call cost in all (with BYOK: OpenRouter's fee + the provider's charge). */
@@ -40,16 +41,8 @@ export interface Served {
   provider?: unknown;
 }
 
-export interface UsageLike {
-  cost?: unknown;
-  prompt_tokens?: unknown;
-  completion_tokens?: unknown;
-  is_byok?: unknown;
-  cost_details?: unknown;
-  /** Chat's names; every endpoint's reader maps its own usage to them. */
-  prompt_tokens_details?: unknown;
-  completion_tokens_details?: unknown;
-}
+/** A usage object in chat's names; every endpoint's reader maps its own usage to them. */
+export type UsageLike = UpstreamUsage;
 
 /** A name the upstream gave: a model id or provider name is short; anything else is not one. */
 const NAME_LENGTH_MAX = 512;
