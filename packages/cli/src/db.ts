@@ -19,19 +19,20 @@ export interface Database {
 /**
  * Opens the database for the duration of `fn` and always closes it, so the process exits.
  * The pools come from @metergate/db like the proxy's; the CLI never holds cost-barrier locks,
- * so it only uses the write pool (the lock pool opens no connection until used).
+ * so it only uses the admin pool, planned per query like the proxy's reports (the other pools
+ * open no connection until used).
  */
 export async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
   const config = loadCliConfig();
   const pools = createPools({
-    connectionString: config.databaseUrl, lockPoolSize: 1, writePoolSize: CLIENTS_MAX,
+    connectionString: config.databaseUrl, lockPoolSize: 1, writePoolSize: 1, adminPoolSize: CLIENTS_MAX, genericPlans: false,
     connectTimeoutMs: CONNECT_TIMEOUT_MS, statementTimeoutMs: STATEMENT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS,
     applicationName: 'metergate-cli',
     // An idle client dropped by the server must not crash the process; the next query reports it.
     onError: () => undefined,
   });
   try {
-    return await fn({ pool: pools.write, config });
+    return await fn({ pool: pools.admin, config });
   } catch (error) {
     if (error instanceof CliError) throw error;
     throw new DatabaseCommandError(config.databaseLabel, error);

@@ -8,8 +8,21 @@ export interface PoolsOptions {
   connectionString: string;
   /** Clients for cost-barrier lock holders: each active user pins one for its whole call. */
   lockPoolSize: number;
-  /** Clients for everything else (ledger writes, settles, admin reads). */
+  /** Clients for the rest of the call path (admissions, settles, key lookups, housekeeping). */
   writePoolSize: number;
+  /** Clients for operators' queries and changes (reports, exports, the admin API). */
+  adminPoolSize: number;
+  /**
+   * Startup options every session gets (libpq's `options`, e.g. `-c search_path=app`): an
+   * `options` parameter of the URL, else PGOPTIONS. The hot pools add their plan mode to it.
+   */
+  sessionOptions?: string | undefined;
+  /**
+   * The lock and write pools start their sessions with HOT_SESSION_OPTIONS (default true).
+   * Off where nothing is prepared (PG_PREPARED_STATEMENTS=false: PgBouncer in transaction
+   * mode, which also refuses an `options` startup parameter it was not told to ignore).
+   */
+  genericPlans?: boolean;
   connectTimeoutMs: number;
   statementTimeoutMs: number;
   idleTimeoutMs: number;
@@ -17,7 +30,7 @@ export interface PoolsOptions {
   onError: (error: Error, pool: PoolName) => void;
 }
 
-export type PoolName = 'lock' | 'write' | 'beat';
+export type PoolName = 'lock' | 'write' | 'admin' | 'beat';
 
 /**
  * Two pools, never one: a lock holder writes its admission (and retries a failed settle) on a
@@ -29,6 +42,13 @@ export interface Pools {
   readonly lock: pg.Pool;
   readonly write: pg.Pool;
   /**
+   * Operators' reports and exports plan every query for its own parameters (the hot pools
+   * reuse one generic plan, HOT_SESSION_OPTIONS): a report whose filters are switches
+   * (`$1 is null or user_id = $1`) needs the plan that prunes them. A pool of its own also
+   * keeps a burst of slow reports from taking the clients settles need.
+   */
+  readonly admin: pg.Pool;
+  /**
    * One client for the replica's heartbeat alone: a write pool saturated by a burst (10,000
    * new users' key lookups in bench:concurrency) made a live replica miss its beats, and other
    * replicas take a replica whose beats stop for dead and reconcile its live calls.
@@ -38,23 +58,58 @@ export interface Pools {
 }
 
 export function createPools(options: PoolsOptions): Pools {
-  assert(options.lockPoolSize >= 1 && options.writePoolSize >= 1, 'pool sizes must be positive');
+  assert(options.lockPoolSize >= 1 && options.writePoolSize >= 1 && options.adminPoolSize >= 1, 'pool sizes must be positive');
   const lock = createPool(options, options.lockPoolSize, 'lock');
   const write = createPool(options, options.writePoolSize, 'write');
+  const admin = createPool(options, options.adminPoolSize, 'admin');
   const beat = createPool(options, 1, 'beat');
   return {
     lock,
     write,
+    admin,
     beat,
     async end() {
-      await Promise.all([lock.end(), write.end(), beat.end()]);
+      await Promise.all([lock.end(), write.end(), admin.end(), beat.end()]);
     },
   };
 }
 
+/**
+ * The call path's statements are named prepared statements (sql/prepared.ts) whose best plan
+ * does not depend on the call: one user's row, one request, one key. Left to choose, Postgres
+ * keeps planning the admission and settle statements anew on every execution (a custom plan
+ * of a statement with parameter switches looks cheaper than the generic one), and planning a
+ * statement of a dozen CTEs costs more than running it. Measured with `npm run bench:profile
+ * -- --barrier reserve`: Postgres CPU per call 4.1 ms with custom plans, and the throughput at
+ * c=50 rose from about 400 to 557 req/s with generic ones (README, Benchmark).
+ */
+export const HOT_SESSION_OPTIONS = '-c plan_cache_mode=force_generic_plan';
+
+/**
+ * pg lets a URL's parameters override the config object, so a session option is added by
+ * rewriting the URL's `options` (keeping the operator's), or given as config when the
+ * connection string is not a URL.
+ */
+export function connectionWithOptions(connectionString: string, base: string | undefined, extra: string | null):
+  { connectionString: string; options?: string } {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    const options = [base, extra].filter((o) => o !== undefined && o !== null && o !== '').join(' ');
+    return options === '' ? { connectionString } : { connectionString, options };
+  }
+  const own = url.searchParams.get('options') ?? base;
+  const options = [own, extra].filter((o) => o !== undefined && o !== null && o !== '').join(' ');
+  if (options === '' || options === own) return { connectionString };
+  url.searchParams.set('options', options);
+  return { connectionString: url.toString() };
+}
+
 function createPool(options: PoolsOptions, max: number, name: PoolName): pg.Pool {
+  const hot = (name === 'lock' || name === 'write') && options.genericPlans !== false;
   const pool = new pg.Pool({
-    connectionString: options.connectionString,
+    ...connectionWithOptions(options.connectionString, options.sessionOptions, hot ? HOT_SESSION_OPTIONS : null),
     max,
     // acquireClient() below enforces the acquire limit and names it (PoolTimeoutError). The
     // driver's own timer also covers callers queued for a busy client, so it must fire

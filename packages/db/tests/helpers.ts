@@ -62,6 +62,7 @@ export function replica(url: string, name: string, overrides: ReplicaOverrides =
     connectionString: url,
     lockPoolSize,
     writePoolSize,
+    adminPoolSize: 2,
     connectTimeoutMs: 5_000,
     statementTimeoutMs,
     idleTimeoutMs: 10_000,

@@ -1,5 +1,5 @@
 // Property test on real Postgres: random interleavings of admit (both modes' statements),
-// settle, fail, defer (awaiting_cost), unresolved, void, operator settle, grants and "crashes"
+// settle (alone and several in one statement), fail, defer (awaiting_cost), unresolved, void, operator settle, grants and "crashes"
 // (a request simply abandoned in flight), several at a time. After every round:
 // held_nano = Σ holds of open requests and balance = Σ ledger, for every user (verify's checks);
 // with keys and controls (0010): open-call counts of users and keys and keys' holds = their open
@@ -56,6 +56,15 @@ QUnit.module('holds: property (random operation sequences)', (hooks) => {
           return requests.admitBatch(db.pool, { userId, replicaId: 'prop', minBalanceNano: 0n, lockKey: BigInt(userId.charCodeAt(1)), calls });
         },
         async () => { const id = await open(['in_flight', 'awaiting_cost', 'unresolved']); if (id) await ledger.settleUsage(db.pool, { requestId: id, upstreamCostNano: amount(25_000), generationId: null, promptTokens: 1, completionTokens: 1 }); },
+        async () => {
+          // Several open requests (of one user or many) in one settle statement, as the settle batcher sends them.
+          const { rows } = await db.pool.query<{ id: string }>(
+            `select id from requests where state = any($1::text[]) order by random() limit $2::integer`,
+            [['in_flight', 'awaiting_cost', 'unresolved'], 1 + Math.floor(random() * 4)]);
+          if (rows.length > 0) {
+            await ledger.settleUsages(db.pool, rows.map((r) => ({ requestId: r.id, upstreamCostNano: amount(25_000), generationId: null, promptTokens: 1, completionTokens: 1 })));
+          }
+        },
         async () => { const id = await open(['in_flight', 'awaiting_cost']); if (id) await requests.markFailed(db.pool, id, 'prop'); },
         async () => { const id = await open(['in_flight']); if (id) await requests.markAwaitingCost(db.pool, id, { generationId: `gen-${id}`, reason: 'prop', nextLookupAt: new Date() }); },
         async () => { const id = await open(['in_flight', 'awaiting_cost']); if (id) await requests.markUnresolved(db.pool, id, 'prop', null); },

@@ -50,6 +50,12 @@ const envSchema = z.object({
     .refine((nano) => nano > 0n && nano <= 1_000_000n * 1_000_000_000n, 'must be above 0 and at most 1000000 (USD)'),
   LOCK_POOL_SIZE: int(1, 1000, 20),
   WRITE_POOL_SIZE: int(1, 1000, 10),
+  ADMIN_POOL_SIZE: int(1, 1000, 4),
+  SETTLE_BATCH_MAX: int(1, 256, 64),
+  SETTLE_BATCHES_IN_FLIGHT_MAX: int(1, 1000, 2),
+  // libpq's session options (`-c name=value ...`); read here because the hot pools add their
+  // plan mode to it (pools.ts), which would otherwise replace it.
+  PGOPTIONS: z.string().max(4096).optional(),
   POOL_ACQUIRE_TIMEOUT_MS: int(10, 600_000, 5_000),
   LOCK_TIMEOUT_MS: int(10, 600_000, 10_000),
   BARRIER_QUEUE_WAIT_MS: int(10, 3_600_000, 30_000),
@@ -143,6 +149,14 @@ export interface Config {
   readonly priceBookReloadMs: number;
   readonly lockPoolSize: number;
   readonly writePoolSize: number;
+  /** Clients for operators' reports, exports and admin API calls (planned per query). */
+  readonly adminPoolSize: number;
+  /** Settles per settle statement on the write pool, at most (settle-batcher.ts). */
+  readonly settleBatchMax: number;
+  /** Settle statements in flight at once per replica; later settles wait and go out together. */
+  readonly settleBatchesInFlightMax: number;
+  /** Session options every database client starts with (PGOPTIONS), or undefined. */
+  readonly pgOptions: string | undefined;
   readonly poolAcquireTimeoutMs: number;
   readonly lockTimeoutMs: number;
   readonly barrierQueueWaitMs: number;
@@ -230,7 +244,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     minBalanceNano: e.MIN_BALANCE_USD, barrierMode: e.BARRIER, holdFallbackNano: e.HOLD_FALLBACK_USD,
     admissionQueueDepthMax: e.ADMISSION_QUEUE_DEPTH_MAX, pgPreparedStatements: e.PG_PREPARED_STATEMENTS === 'true', priceRefreshMs: e.PRICE_REFRESH_MS, priceBookReloadMs: e.PRICE_BOOK_RELOAD_MS,
     callCostMaxNano: e.CALL_COST_MAX_USD,
-    lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
+    lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, adminPoolSize: e.ADMIN_POOL_SIZE,
+    settleBatchMax: e.SETTLE_BATCH_MAX, settleBatchesInFlightMax: e.SETTLE_BATCHES_IN_FLIGHT_MAX,
+    pgOptions: e.PGOPTIONS, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
     lockTimeoutMs: e.LOCK_TIMEOUT_MS, barrierQueueWaitMs: e.BARRIER_QUEUE_WAIT_MS,
     barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS, upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,

@@ -42,6 +42,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   usePreparedStatements(config.pgPreparedStatements);
   const pools = createPools({
     connectionString: options.databaseUrl, lockPoolSize: config.lockPoolSize, writePoolSize: config.writePoolSize,
+    adminPoolSize: config.adminPoolSize, sessionOptions: config.pgOptions,
+    // Unnamed statements are planned on every call whatever the mode: nothing to gain there.
+    genericPlans: config.pgPreparedStatements,
     connectTimeoutMs: config.poolAcquireTimeoutMs, statementTimeoutMs: config.statementTimeoutMs,
     idleTimeoutMs: 30_000, applicationName: `metergate:${config.replicaId}`,
     onError: (error, pool) => log.warn({ err: error, pool }, 'idle database client failed'),

@@ -29,7 +29,8 @@ export function buildServices(options: RuntimeOptions, pools: Pools, migrations:
     queueDepth: () => (barrierRef.current?.queued ?? 0) + (servicesRef.current?.admissions.waiting ?? 0),
     pinnedClients: () => barrierRef.current?.pinned ?? 0,
     poolClients: () => [
-      ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write), ...poolGauges('beat', pools.beat),
+      ...poolGauges('lock', pools.lock), ...poolGauges('write', pools.write), ...poolGauges('admin', pools.admin),
+      ...poolGauges('beat', pools.beat),
     ],
     unsettled: () => unsettledGauges.rows(),
     priceBookModels: () => priceBookRef.current?.size ?? 0,
@@ -42,7 +43,9 @@ export function buildServices(options: RuntimeOptions, pools: Pools, migrations:
   const retryLimits = { entriesMax: config.retryEntriesMax, attemptsMax: config.retryAttemptsMax };
   const handOffs = new HandOffs(pools.write, config.retryEntriesMax, metrics, log);
   const clock = options.clock ?? (() => null);
-  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs, clock);
+  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs, clock, {
+    batchMax: config.settleBatchMax, batchesInFlightMax: config.settleBatchesInFlightMax,
+  });
   const priceBook = new PriceBook(pools.write, upstream, log, {
     refreshIntervalMs: config.priceRefreshMs, reloadIntervalMs: config.priceBookReloadMs, fetchTimeoutMs: config.upstreamTimeoutMs,
   });

@@ -102,7 +102,7 @@ QUnit.module('dashboard', (hooks) => {
 
   QUnit.test('in Chromium: token login, then spend chart, top users and models, low balances, unsettled count, live rps', async (assert) => {
     if (!existsSync(CHROMIUM_PATH)) {
-      assert.ok(false, `no browser at ${CHROMIUM_PATH}: run \`bash scripts/ci-browser.sh\` (installs Debian's chromium package) and run the tests again`);
+      assert.ok(false, `no browser at ${CHROMIUM_PATH}: run \`bash scripts/ci-deps.sh\` (installs Debian's chromium package; \`npm test\` runs it first) and run the tests again`);
       return;
     }
     // What the page must show, read from the database itself (not from the API under test).

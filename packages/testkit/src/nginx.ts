@@ -10,7 +10,7 @@ import { REPO_ROOT } from './replica.js';
 /** The deployment's nginx config: the tests run this very file, with places rewritten. */
 export const NGINX_CONF = path.join(REPO_ROOT, 'docker/nginx.conf');
 
-const INSTALL_HINT = 'nginx is not installed: run `bash scripts/ci-deps.sh` (installs Debian\'s nginx-light; CI runs it before the tests)';
+const INSTALL_HINT = 'nginx is not installed: run `bash scripts/ci-deps.sh` (installs Debian\'s nginx-light; `npm test` runs it first)';
 
 /** Path of the nginx binary; throws (never skips) when it is missing. */
 export function findNginx(): string {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { freePort } from './cluster.js';
 import { waitForPort } from './port.js';
 
-const INSTALL_HINT = 'pgbouncer is not installed: run `bash scripts/ci-deps.sh` (installs Debian\'s pgbouncer; CI runs it before the tests)';
+const INSTALL_HINT = 'pgbouncer is not installed: run `bash scripts/ci-deps.sh` (installs Debian\'s pgbouncer; `npm test` runs it first)';
 
 /** PgBouncer refuses to run as root; as root it is started with `-u` as this user. */
 const UNPRIVILEGED_USER = 'nobody';

@@ -133,14 +133,21 @@ export interface UsageSettlement {
 /** The rollups (and the migrations' usage_rollups_add(), which cannot share it) are listed in rollups.ts. */
 const MEASURES = ROLLUP_MEASURES;
 
-/** `rollup_n as (insert ... on conflict do update ...)`: adds the new entry to one rollup row. */
+/**
+ * `rollup_n as (insert ... on conflict do update ...)`: adds the new entries to the rollup,
+ * summed per key first (two entries of one batch may share a model rollup row, and one
+ * statement cannot update a row twice), in key order: two batches locking the same rows lock
+ * them in the same order, so they cannot deadlock.
+ */
 function rollupCte(rollup: Rollup, index: number): string {
   const add = MEASURES.map((m) => `${m} = t.${m} + excluded.${m}`).join(', ');
+  const keys = rollupKeyValues(rollup, 'e').map((_, i) => String(i + 1)).join(', ');
   return `rollup_${index} as (
        insert into ${rollup.table} as t (${[...rollupKeyNames(rollup), ...MEASURES].join(', ')})
-       select ${rollupKeyValues(rollup, 'e').join(', ')}, 1, coalesce(e.prompt_tokens, 0), coalesce(e.completion_tokens, 0),
-              e.upstream_cost_nano, -e.amount_nano
+       select ${rollupKeyValues(rollup, 'e').join(', ')}, count(*), sum(coalesce(e.prompt_tokens, 0)),
+              sum(coalesce(e.completion_tokens, 0)), sum(e.upstream_cost_nano), sum(-e.amount_nano)
          from entry e
+        group by ${keys} order by ${keys}
        on conflict (${rollupKeyNames(rollup).join(', ')}) do update set ${add})`;
 }
 
@@ -150,50 +157,79 @@ function rollupCte(rollup: Rollup, index: number): string {
  * computed as div(upstream × ppm + 999999, 1000000) — rounded UP to the next nano-USD, so the
  * operator never undercharges by a fraction. multiplier_ppm is the user's override, else the
  * default in pricing_settings (read in this statement: every replica prices alike at once).
+ *
+ * One statement settles one request or a batch (settleUsages): the requests' rows, then the
+ * users' rows are locked first, each in id order (`claimed`, `locked`), so two batches sharing
+ * requests or users cannot deadlock on them; each
+ * user's key and spend-limit rows are locked after its row, the rollups' rows in key order.
  */
 const SETTLE_SQL = `
-  with request as (
-    update requests
-       set state = 'settled', cost_nano = $2::bigint, settled_at = now(), updated_at = now(),
-           generation_id = coalesce($3::text, generation_id), next_lookup_at = null,
-           resolution_note = coalesce($7::text, resolution_note)
-     where id = $1::uuid and state = any($6::text[])
-    returning user_id, model, generation_id, hold_nano, key_id),
+  with input as (
+    select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::integer[], $5::integer[], $8::text[], $9::text[],
+                         $10::boolean[], $11::integer[], $12::integer[], $13::integer[]) with ordinality
+             as t(request_id, upstream_cost_nano, generation_id, prompt_tokens, completion_tokens, served_model,
+                  provider, is_byok, cached_tokens, cache_write_tokens, reasoning_tokens, ord)),
+  -- Locked in id order, like the users' rows below: two statements settling overlapping
+  -- requests (a reconciler and the request's own replica) wait for each other, never deadlock.
+  claimed as (
+    select r.id from requests r where r.id in (select request_id from input) and r.state = any($6::text[])
+     order by r.id for update),
+  request as (
+    update requests r
+       set state = 'settled', cost_nano = i.upstream_cost_nano, settled_at = now(), updated_at = now(),
+           generation_id = coalesce(i.generation_id, r.generation_id), next_lookup_at = null,
+           resolution_note = coalesce($7::text, r.resolution_note)
+      from input i join claimed c on c.id = i.request_id
+     where r.id = i.request_id and r.state = any($6::text[])
+    returning r.id as request_id, r.user_id, r.model, r.generation_id, r.hold_nano, r.key_id, r.endpoint, i.ord,
+              i.upstream_cost_nano, i.prompt_tokens, i.completion_tokens, i.served_model, i.provider, i.is_byok,
+              i.cached_tokens, i.cache_write_tokens, i.reasoning_tokens),
+  locked as (select u.id from users u where u.id in (select user_id from request) order by u.id for update),
   price as (
     -- Scalar subqueries, not joins: a missing pricing_settings row (which a trigger forbids)
     -- would give a null price, and the not-null ledger columns fail the whole statement
     -- rather than let the request be marked settled without its ledger row.
-    select request.user_id, request.model, request.generation_id, request.hold_nano, request.key_id, ppm.value as multiplier_ppm,
-           div($2::bigint::numeric * ppm.value + 999999, 1000000)::bigint as charged_nano
+    select request.*, ppm.value as multiplier_ppm,
+           div(request.upstream_cost_nano::numeric * ppm.value + 999999, 1000000)::bigint as charged_nano
       from request
       cross join lateral (
         select coalesce((select u.multiplier_ppm from users u where u.id = request.user_id),
                         (select s.default_multiplier_ppm from pricing_settings s)) as value) ppm),
+  -- A statement updates a row once: the batch's requests of one user are summed first.
+  per_user as (
+    select user_id, sum(charged_nano)::bigint as charged_nano, sum(hold_nano)::bigint as hold_nano, count(*)::integer as n
+      from price group by user_id),
   account as (
     update users
-       set balance_nano = balance_nano - price.charged_nano,
-           usage_nano = usage_nano + price.charged_nano,
-           held_nano = held_nano - price.hold_nano,
+       set balance_nano = balance_nano - p.charged_nano,
+           usage_nano = usage_nano + p.charged_nano,
+           held_nano = held_nano - p.hold_nano,
            -- Never below 0: a request admitted by a pre-0010 replica during a rolling upgrade was
            -- not counted, and a settle must not fail on a counter (verify reports any drift).
-           open_calls = greatest(open_calls - 1, 0)
-      from price
-     where users.id = price.user_id
-    returning users.id, users.balance_nano, price.charged_nano, price.multiplier_ppm, price.model, price.generation_id,
-              price.key_id, price.hold_nano, users.alert_balance_below_nano),
-  -- 0010: the key's hold and open call are released, and the charge is counted against every
-  -- spend limit of the user and the key (a new period restarts the counter). Both join the
-  -- user's updated row, so they lock after it, in the admission's order.
+           open_calls = greatest(open_calls - p.n, 0)
+      from per_user p join locked on locked.id = p.user_id
+     where users.id = p.user_id
+    returning users.id, users.balance_nano, users.alert_balance_below_nano, p.charged_nano),
+  -- 0010: the keys' holds and open calls are released, and the charges are counted against
+  -- every spend limit of the users and keys (a new period restarts the counter). Both join the
+  -- users' updated rows, so they lock after them, in the admission's order.
   key_release as (
-    update api_keys k set held_nano = k.held_nano - account.hold_nano, open_calls = k.open_calls - 1
-      from account where k.id = account.key_id),
+    update api_keys k set held_nano = k.held_nano - p.hold_nano, open_calls = k.open_calls - p.n
+      from (select key_id, user_id, sum(hold_nano)::bigint as hold_nano, count(*)::integer as n from price
+             where key_id is not null group by key_id, user_id) p
+      join account on account.id = p.user_id
+     where k.id = p.key_id),
   spend as (
     update spend_limits l
        set spent_nano = case when l.period_start = spend_period_start(l.period, c.now) then l.spent_nano else 0 end
-                        + account.charged_nano,
+                        + x.charged_nano,
            period_start = spend_period_start(l.period, c.now), updated_at = now()
-      from account cross join (select coalesce($14::timestamptz, now()) as now) c
-     where (l.scope_kind = 'user' and l.scope_id = account.id) or (l.scope_kind = 'key' and l.scope_id = account.key_id)),
+      from (select 'user' as kind, id as scope_id, charged_nano from account
+            union all
+            select 'key', p.key_id, sum(p.charged_nano)::bigint from price p join account on account.id = p.user_id
+             where p.key_id is not null group by p.key_id) x
+     cross join (select coalesce($14::timestamptz, now()) as now) c
+     where l.scope_kind = x.kind and l.scope_id = x.scope_id),
   -- 0010: balance.low when this charge takes the balance below the user's alert threshold.
   ${emitCtes('low', balanceLowSource(`(select id, balance_nano + charged_nano as before_nano, balance_nano as after_nano,
                                               alert_balance_below_nano as threshold_nano from account)`))},
@@ -202,19 +238,27 @@ const SETTLE_SQL = `
                                 request_id, generation_id, model, prompt_tokens, completion_tokens,
                                 requested_model, provider, is_byok,
                                 endpoint, cached_tokens, cache_write_tokens, reasoning_tokens)
-    select id, 'usage', -charged_nano, $2::bigint, multiplier_ppm, balance_nano,
-           $1::uuid, generation_id, coalesce($8::text, model), $4::integer, $5::integer,
+    select p.user_id, 'usage', -p.charged_nano, p.upstream_cost_nano, p.multiplier_ppm,
+           -- In a batch with several of a user's requests, each entry's balance is the balance
+           -- after it, in the batch's order: the final balance plus what the later ones charged.
+           a.balance_nano + coalesce(sum(p.charged_nano) over (partition by p.user_id order by p.ord
+                                     rows between 1 following and unbounded following), 0)::bigint,
+           p.request_id, p.generation_id, coalesce(p.served_model, p.model), p.prompt_tokens, p.completion_tokens,
            -- 0008: the ledger (and so every rollup and report) keys by the SERVED model.
-           model, $9::text, $10::boolean,
+           p.model, p.provider, p.is_byok,
            -- 0009: the endpoint the request was admitted on, and the usage's token details.
-           (select r.endpoint from requests r where r.id = $1::uuid), $11::integer, $12::integer, $13::integer
-      from account
+           p.endpoint, p.cached_tokens, p.cache_write_tokens, p.reasoning_tokens
+      from price p join account a on a.id = p.user_id
+     order by p.ord
     returning ${LEDGER_COLUMNS}),
   ${ROLLUPS.map(rollupCte).join(',\n  ')}
-  select entry.*, price.hold_nano::text as released_hold_nano from entry, price`;
+  select entry.*, price.hold_nano::text as released_hold_nano from entry join price on price.request_id = entry.request_id`;
 
 /** Every open request can be settled by the proxy; an operator closes only stuck ones. */
 const SETTLE_STATES = { proxy: ['in_flight', 'awaiting_cost', 'unresolved'], operator: ['awaiting_cost', 'unresolved'] } as const;
+
+/** Requests per settle statement, at most (settleUsages). */
+export const SETTLE_BATCH_MAX = 256;
 
 type SettledRow = RawEntry & { released_hold_nano: string };
 
@@ -242,22 +286,44 @@ export interface SettledEntry extends LedgerEntry {
 export async function settleUsage(
   db: Queryable | SettleInLockTransaction, usage: UsageSettlement, by: { operatorNote: string } | null = null,
 ): Promise<SettledEntry | null> {
-  assert(usage.upstreamCostNano >= 0n, 'usage cost cannot be negative');
+  const [entry] = await settleUsages(db, [usage], by);
+  return entry ?? null;
+}
+
+/**
+ * settleUsage for several requests (of one user or many) in one statement and one commit: all
+ * of them or none (a failure of one fails the statement). Results in the order of `usages`;
+ * several requests of one user are charged in that order (their entries' balances follow it).
+ */
+export async function settleUsages(
+  db: Queryable | SettleInLockTransaction, usages: readonly UsageSettlement[], by: { operatorNote: string } | null = null,
+): Promise<Array<SettledEntry | null>> {
+  assert(usages.length >= 1 && usages.length <= SETTLE_BATCH_MAX, `a settle takes 1 to ${SETTLE_BATCH_MAX} requests`);
+  assert(new Set(usages.map((u) => u.requestId)).size === usages.length, 'a request appears once in a settle');
+  assert(usages.every((u) => u.upstreamCostNano >= 0n), 'usage cost cannot be negative');
+  // One clock for the statement: the spend-limit period is the batch's.
+  const now = usages[0]!.now ?? null;
+  assert(usages.every((u) => (u.now ?? null)?.getTime() === now?.getTime()), 'a settle statement has one clock');
   const run = 'commitWith' in db
     ? (config: pg.QueryConfig) => db.commitWith<SettledRow>(config)
     : (config: pg.QueryConfig) => db.query<SettledRow>(config);
+  const column = <T>(pick: (u: UsageSettlement) => T) => usages.map(pick);
   const result = await run(prepared('settle', SETTLE_SQL, [
-    usage.requestId, usage.upstreamCostNano.toString(), usage.generationId, usage.promptTokens, usage.completionTokens,
+    column((u) => u.requestId), column((u) => u.upstreamCostNano.toString()), column((u) => u.generationId),
+    column((u) => u.promptTokens), column((u) => u.completionTokens),
     by === null ? SETTLE_STATES.proxy : SETTLE_STATES.operator, by?.operatorNote ?? null,
     // 0008 (served model, provider, BYOK), after 0007's states and note:
-    usage.servedModel ?? null, usage.provider ?? null, usage.isByok ?? null,
+    column((u) => u.servedModel ?? null), column((u) => u.provider ?? null), column((u) => u.isByok ?? null),
     // 0009 (token details):
-    usage.cachedTokens ?? null, usage.cacheWriteTokens ?? null, usage.reasoningTokens ?? null,
+    column((u) => u.cachedTokens ?? null), column((u) => u.cacheWriteTokens ?? null), column((u) => u.reasoningTokens ?? null),
     // 0010 ($14): the clock spend-limit periods are counted with (null: the database's now()).
-    usage.now ?? null,
+    now,
   ]));
-  const row = result.rows[0];
-  return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };
+  const byRequest = new Map(result.rows.map((row) => [row.request_id, row]));
+  return usages.map((u) => {
+    const row = byRequest.get(u.requestId);
+    return row === undefined ? null : { ...toLedgerEntry(row), releasedHoldNano: BigInt(row.released_hold_nano) };
+  });
 }
 
 export interface LedgerQuery {

@@ -1,9 +1,10 @@
-import { isDatabaseUnavailable, ledger, requests, sqlState, type SettledEntry } from '@metergate/db';
+import { isDatabaseUnavailable, ledger, requests, sqlState, type SettledEntry, type UsageSettlement } from '@metergate/db';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { HandOffs } from '../reconcile/hand-offs.js';
 import { RetryQueue } from './retry-queue.js';
+import { SettleBatcher, type SettleBatcherOptions } from './settle-batcher.js';
 import { isRejectedCost, type UsageCost } from './usage-cost.js';
 
 export interface SettleInput {
@@ -35,6 +36,7 @@ export class Settler {
   readonly #queue: RetryQueue;
   /** The settlement of each entry in the queue (by request id), for the hand-off. */
   readonly #inputs = new Map<string, SettleInput>();
+  readonly #batcher: SettleBatcher;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -44,7 +46,9 @@ export class Settler {
     handOffs: HandOffs,
     /** The controls' clock for spend-limit periods (null: the database's now()). */
     private readonly clock: () => Date | null = () => null,
+    batching: SettleBatcherOptions = { batchMax: 1, batchesInFlightMax: 1 },
   ) {
+    this.#batcher = new SettleBatcher(pool, batching);
     this.#queue = new RetryQueue({
       name: 'settle', ...limits, delaysMs: RETRY_DELAYS_MS,
       handOff: async (requestId, reason, error) => {
@@ -59,6 +63,9 @@ export class Settler {
   }
 
   get pendingRetries(): number { return this.#queue.size; }
+
+  /** Settles waiting for a settle statement on the write pool. */
+  get waitingForStatement(): number { return this.#batcher.waiting; }
 
   /**
    * `lockTxn` (serialize mode): the first attempt runs in the user's lock transaction and
@@ -92,21 +99,22 @@ export class Settler {
       this.log.error({ requestId: input.requestId, userId: input.userId, rawCost: cost.raw }, 'upstream cost out of range; not charged, left unresolved for an operator');
       return this.unresolve(input, `${cost.rejected}:${cost.raw}`);
     }
+    const usage: UsageSettlement = {
+      requestId: input.requestId,
+      // What the user is charged is priced from it inside the settle statement.
+      upstreamCostNano: cost.costNano,
+      generationId: input.generationId,
+      promptTokens: cost.promptTokens,
+      completionTokens: cost.completionTokens,
+      servedModel: cost.servedModel,
+      now: this.clock(),
+      provider: cost.provider,
+      isByok: cost.isByok,
+      cachedTokens: cost.cachedTokens ?? null, cacheWriteTokens: cost.cacheWriteTokens ?? null, reasoningTokens: cost.reasoningTokens ?? null,
+    };
     let entry: SettledEntry | null;
     try {
-      entry = await ledger.settleUsage(lockTxn ?? this.pool, {
-        requestId: input.requestId,
-        // What the user is charged is priced from it inside the settle statement.
-        upstreamCostNano: cost.costNano,
-        generationId: input.generationId,
-        promptTokens: cost.promptTokens,
-        completionTokens: cost.completionTokens,
-        servedModel: cost.servedModel,
-        now: this.clock(),
-        provider: cost.provider,
-        isByok: cost.isByok,
-        cachedTokens: cost.cachedTokens ?? null, cacheWriteTokens: cost.cacheWriteTokens ?? null, reasoningTokens: cost.reasoningTokens ?? null,
-      });
+      entry = lockTxn === undefined ? await this.#batcher.settle(usage) : await ledger.settleUsage(lockTxn, usage);
     } catch (error) {
       const refusal = permanentRefusal(error);
       if (refusal === null) throw error;

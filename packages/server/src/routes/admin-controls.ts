@@ -46,7 +46,7 @@ export function adminControlsRoutes(services: Services, adminToken: string): Rou
     router.put(path, auth, jsonBody(services), async (req, res) => {
       const scope = scopeOf(req, kind, name);
       const patch = toPatch(parseBody(req.body));
-      if (!(await controls.putControls(services.pools.write, scope, patch, services.clock()))) throw notFound(scope);
+      if (!(await controls.putControls(services.pools.admin, scope, patch, services.clock()))) throw notFound(scope);
       // This replica's cached key lookups carry the model rules: the change applies here at once
       // (other replicas within AUTH_CACHE_MS).
       services.keyCache.clear();
@@ -90,7 +90,7 @@ function toPatch(body: z.infer<typeof limitsBody>): ControlsPatch {
 }
 
 async function readLimits(services: Services, scope: Scope): Promise<Record<string, unknown>> {
-  const state = await controls.getControls(services.pools.write, scope, services.clock());
+  const state = await controls.getControls(services.pools.admin, scope, services.clock());
   if (state === null) throw notFound(scope);
   return limitsJson(state);
 }

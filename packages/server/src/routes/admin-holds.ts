@@ -45,7 +45,7 @@ const priceBody = z.strictObject({
 
 export function adminHoldRoutes(services: Services, adminToken: string): Router {
   const router = Router();
-  const db = services.pools.write;
+  const db = services.pools.admin;
   const auth = requireAdmin(adminToken);
   router.post('/admin/requests/:id/settle', auth, jsonBody(services), async (req, res) => {
     const id = requestParam(req);
@@ -95,7 +95,7 @@ export function adminHoldRoutes(services: Services, adminToken: string): Router 
 
 /** 404 for an unknown request, 409 for one that is not awaiting_cost or unresolved. */
 async function notClosable(services: Services, id: string): Promise<MetergateError> {
-  const row = await requests.getRequest(services.pools.write, id);
+  const row = await requests.getRequest(services.pools.admin, id);
   if (row === null) return new MetergateError('not_found', `no request ${id}`);
   return new MetergateError('conflict', `request ${id} is ${row.state}: only awaiting_cost or unresolved requests can be closed by hand`);
 }

@@ -19,7 +19,7 @@ const userBody = z.strictObject({ multiplier: multiplierText.nullable() });
 
 export function adminPricingRoutes(services: Services, adminToken: string): Router {
   const router = Router();
-  const db = services.pools.write;
+  const db = services.pools.admin;
   const auth = requireAdmin(adminToken);
   router.get('/admin/pricing', auth, async (_req, res) => {
     res.json(defaultJson(await pricing.getPricing(db)));
@@ -55,7 +55,7 @@ function defaultJson(current: pricing.Pricing) {
 }
 
 async function userPricingJson(services: Services, userId: string) {
-  const current = await pricing.getPricing(services.pools.write, userId);
+  const current = await pricing.getPricing(services.pools.admin, userId);
   if (!current.userExists) throw new MetergateError('not_found', `no user ${userId}`);
   return {
     user_id: userId,

@@ -66,7 +66,7 @@ const requestsQuery = z.strictObject({
 
 export function adminReportRoutes(services: Services, adminToken: string): Router {
   const router = Router();
-  const db = services.pools.write;
+  const db = services.pools.admin;
   const auth = requireAdmin(adminToken);
   const exports = { running: 0 };
   router.get('/admin/ledger', auth, async (req, res) => {
@@ -161,7 +161,7 @@ async function exportCsv(services: Services, exports: { running: number }, res: 
   exports.running += 1;
   let failure: Error | undefined;
   try {
-    const client = await acquireClient(services.pools.write, 'write', services.config.poolAcquireTimeoutMs);
+    const client = await acquireClient(services.pools.admin, 'admin', services.config.poolAcquireTimeoutMs);
     try {
       let chunk = `${LEDGER_CSV_COLUMNS.join(',')}\r\n`;
       for await (const entry of reports.streamLedger(client, filters)) {

@@ -30,7 +30,7 @@ const alertsBody = z.strictObject({
 
 export function adminWebhookRoutes(services: Services, adminToken: string): Router {
   const router = Router();
-  const db = services.pools.write;
+  const db = services.pools.admin;
   const auth = requireAdmin(adminToken);
   router.post('/admin/webhooks', auth, jsonBody(services), async (req, res) => {
     const body = parse(createBody, req.body);

@@ -21,7 +21,7 @@ const creditBody = z.object({
 
 export function adminRoutes(services: Services, adminToken: string): Router {
   const router = Router();
-  const db = services.pools.write;
+  const db = services.pools.admin;
   router.use('/admin', requireAdmin(adminToken), jsonBody(services));
   router.post('/admin/users', async (req, res) => {
     const { id } = parseBody(createUserBody, req.body);
@@ -58,7 +58,7 @@ export function adminRoutes(services: Services, adminToken: string): Router {
 
 /** The user and its first key commit together: no user without a way in. */
 function createUserWithKey(pools: Pools, id: string) {
-  return inTransaction(pools.write, async (client) => {
+  return inTransaction(pools.admin, async (client) => {
     const user = await users.insertUser(client, id);
     if (user === null) return null;
     const key = newApiKey();
