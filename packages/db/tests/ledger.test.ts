@@ -131,6 +131,18 @@ QUnit.module('ledger SQL (real Postgres)', (hooks) => {
     }
   });
 
+  QUnit.test('recordGenerationIds: several requests in one statement; an id already there is left alone', async (assert) => {
+    await users.insertUser(db.pool, 'genids');
+    const ids = [await openRequest(db, 'genids'), await openRequest(db, 'genids'), await openRequest(db, 'genids')];
+    await requests.recordGenerationId(db.pool, ids[0]!, 'gen-0');
+    await requests.recordGenerationIds(db.pool, ids.map((requestId, i) => ({ requestId, generationId: `gen-${i}` })).reverse(), 'async');
+    const rows = await db.pool.query<{ id: string; generation_id: string }>(
+      'select id::text, generation_id from requests where id = any($1::uuid[])', [ids]);
+    const byId = new Map(rows.rows.map((r) => [r.id, r.generation_id]));
+    assert.deepEqual(ids.map((id) => byId.get(id)), ['gen-0', 'gen-1', 'gen-2'], 'each request its own id');
+    await assert.rejects(requests.recordGenerationIds(db.pool, []), /1 to 256/, 'an empty batch is a programmer error');
+  });
+
   QUnit.test('10 concurrent settles of the same request write exactly one ledger row', async (assert) => {
     await users.insertUser(db.pool, 'race');
     await ledger.appendCredit(db.pool, { userId: 'race', kind: 'grant', amountNano: 1_000_000n, note: null });

@@ -51,8 +51,8 @@ const envSchema = z.object({
   LOCK_POOL_SIZE: int(1, 1000, 20),
   WRITE_POOL_SIZE: int(1, 1000, 10),
   ADMIN_POOL_SIZE: int(1, 1000, 4),
-  SETTLE_BATCH_MAX: int(1, 256, 64),
-  SETTLE_BATCHES_IN_FLIGHT_MAX: int(1, 1000, 2),
+  WRITE_BATCH_MAX: int(1, 256, 64),
+  WRITE_BATCHES_IN_FLIGHT_MAX: int(1, 1000, 2),
   // libpq's session options (`-c name=value ...`); read here because the hot pools add their
   // plan mode to it (pools.ts), which would otherwise replace it.
   PGOPTIONS: z.string().max(4096).optional(),
@@ -151,10 +151,10 @@ export interface Config {
   readonly writePoolSize: number;
   /** Clients for operators' reports, exports and admin API calls (planned per query). */
   readonly adminPoolSize: number;
-  /** Settles per settle statement on the write pool, at most (settle-batcher.ts). */
-  readonly settleBatchMax: number;
-  /** Settle statements in flight at once per replica; later settles wait and go out together. */
-  readonly settleBatchesInFlightMax: number;
+  /** Settles (or stream generation ids) per statement on the write pool, at most (statement-batcher.ts). */
+  readonly writeBatchMax: number;
+  /** Such statements in flight at once per replica and kind; later ones wait and go out together. */
+  readonly writeBatchesInFlightMax: number;
   /** Session options every database client starts with (PGOPTIONS), or undefined. */
   readonly pgOptions: string | undefined;
   readonly poolAcquireTimeoutMs: number;
@@ -245,7 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     admissionQueueDepthMax: e.ADMISSION_QUEUE_DEPTH_MAX, pgPreparedStatements: e.PG_PREPARED_STATEMENTS === 'true', priceRefreshMs: e.PRICE_REFRESH_MS, priceBookReloadMs: e.PRICE_BOOK_RELOAD_MS,
     callCostMaxNano: e.CALL_COST_MAX_USD,
     lockPoolSize: e.LOCK_POOL_SIZE, writePoolSize: e.WRITE_POOL_SIZE, adminPoolSize: e.ADMIN_POOL_SIZE,
-    settleBatchMax: e.SETTLE_BATCH_MAX, settleBatchesInFlightMax: e.SETTLE_BATCHES_IN_FLIGHT_MAX,
+    writeBatchMax: e.WRITE_BATCH_MAX, writeBatchesInFlightMax: e.WRITE_BATCHES_IN_FLIGHT_MAX,
     pgOptions: e.PGOPTIONS, poolAcquireTimeoutMs: e.POOL_ACQUIRE_TIMEOUT_MS,
     lockTimeoutMs: e.LOCK_TIMEOUT_MS, barrierQueueWaitMs: e.BARRIER_QUEUE_WAIT_MS,
     barrierQueueDepthMax: e.BARRIER_QUEUE_DEPTH_MAX, statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,

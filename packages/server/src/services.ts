@@ -1,6 +1,7 @@
 import type { CostBarrier, Pools } from '@metergate/db';
 import type { CostLookup } from './billing/cost-lookup.js';
 import type { Settler } from './billing/settler.js';
+import type { GenerationIdBatcher } from './billing/generation-ids.js';
 import type { KeyCache } from './auth/key-cache.js';
 import type { KeyWriter } from './idempotency/key-writer.js';
 import type { Heartbeat } from './reconcile/heartbeat.js';
@@ -24,6 +25,8 @@ export interface Services {
   readonly barrier: CostBarrier;
   readonly upstream: OpenRouterClient;
   readonly settler: Settler;
+  /** Streams' generation ids, batched (billing/generation-ids.ts). */
+  readonly generationIds: GenerationIdBatcher;
   readonly keyCache: KeyCache;
   readonly costLookup: CostLookup;
   /** Model prices for worst-case holds (shared through Postgres, kept in memory). */

@@ -18,6 +18,7 @@ import type { Services } from './services.js';
 import { UnsettledGauges } from './unsettled-gauges.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
 import { WebhookDeliverer } from './webhooks/deliverer.js';
+import { generationIdBatcher } from './billing/generation-ids.js';
 
 /** Wiring: every long-lived part of one replica, built from the config, nothing started yet. */
 export function buildServices(options: RuntimeOptions, pools: Pools, migrations: Services['migrations']): Services {
@@ -43,9 +44,8 @@ export function buildServices(options: RuntimeOptions, pools: Pools, migrations:
   const retryLimits = { entriesMax: config.retryEntriesMax, attemptsMax: config.retryAttemptsMax };
   const handOffs = new HandOffs(pools.write, config.retryEntriesMax, metrics, log);
   const clock = options.clock ?? (() => null);
-  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs, clock, {
-    batchMax: config.settleBatchMax, batchesInFlightMax: config.settleBatchesInFlightMax,
-  });
+  const writeBatching = { batchMax: config.writeBatchMax, batchesInFlightMax: config.writeBatchesInFlightMax };
+  const settler = new Settler(pools.write, metrics, log, retryLimits, handOffs, clock, writeBatching);
   const priceBook = new PriceBook(pools.write, upstream, log, {
     refreshIntervalMs: config.priceRefreshMs, reloadIntervalMs: config.priceBookReloadMs, fetchTimeoutMs: config.upstreamTimeoutMs,
   });
@@ -80,6 +80,7 @@ export function buildServices(options: RuntimeOptions, pools: Pools, migrations:
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
     idempotencyWriter: new KeyWriter(metrics, log, retryLimits), heartbeat, reconciler, unsettledGauges,
     lifecycle: { draining: false, inFlight: 0 }, clock, webhooks: new WebhookDeliverer(pools.write, config, log),
+    generationIds: generationIdBatcher(pools.write, writeBatching, log),
   };
   servicesRef.current = services;
   return services;

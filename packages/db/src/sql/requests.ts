@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { Queryable } from './queryable.js';
 import { prepared } from './prepared.js';
 import { emitCtes, usdSql } from './outbox.js';
@@ -322,14 +323,30 @@ export async function affordability(db: Queryable, userId: string, keyId: string
 export async function recordGenerationId(
   db: Queryable, requestId: string, generationId: string, flush: 'durable' | 'async' = 'durable',
 ): Promise<void> {
+  await recordGenerationIds(db, [{ requestId, generationId }], flush);
+}
+
+/** Generation ids recorded per statement, at most (recordGenerationIds). */
+export const GENERATION_IDS_MAX = 256;
+
+/**
+ * recordGenerationId for several requests in one statement (the stream batcher's): the
+ * requests' rows are updated in id order, so two such statements never deadlock.
+ */
+export async function recordGenerationIds(
+  db: Queryable, ids: ReadonlyArray<{ requestId: string; generationId: string }>, flush: 'durable' | 'async' = 'durable',
+): Promise<void> {
+  assert(ids.length >= 1 && ids.length <= GENERATION_IDS_MAX, `1 to ${GENERATION_IDS_MAX} generation ids per statement`);
+  const sorted = [...ids].sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
   // set_config(..., true) lasts to the end of this statement's own transaction, whose commit
   // reads it; the one-row subquery is volatile, so it is always evaluated. Null keeps the
   // server's setting (durable).
-  await db.query(prepared('record_generation_id',
-    `update requests set generation_id = $2::text, updated_at = now()
-       from (select set_config('synchronous_commit', coalesce($3::text, current_setting('synchronous_commit')), true)) as commit_mode
-      where id = $1::uuid and generation_id is distinct from $2::text`,
-    [requestId, generationId, flush === 'async' ? 'off' : null],
+  await db.query(prepared('record_generation_ids',
+    `update requests r set generation_id = v.generation_id, updated_at = now()
+       from (select set_config('synchronous_commit', coalesce($3::text, current_setting('synchronous_commit')), true)) as commit_mode,
+            (select u.id, u.generation_id from unnest($1::uuid[], $2::text[]) as u(id, generation_id) order by u.id) as v
+      where r.id = v.id and r.generation_id is distinct from v.generation_id`,
+    [sorted.map((i) => i.requestId), sorted.map((i) => i.generationId), flush === 'async' ? 'off' : null],
   ));
 }
 

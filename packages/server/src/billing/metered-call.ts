@@ -242,7 +242,7 @@ async function failBeforeOutput(services: Services, call: CallContext, upstream:
 }
 
 function recordGenerationId(services: Services, requestId: string, generationId: string): Promise<void> {
-  return requests.recordGenerationId(services.pools.write, requestId, generationId, 'async').catch((error: unknown) => {
+  return services.generationIds.submit({ requestId, generationId }).catch((error: unknown) => {
     services.log.warn({ err: error, requestId, generationId }, 'could not record generation id yet; settle records it');
   });
 }

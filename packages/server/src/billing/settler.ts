@@ -48,7 +48,9 @@ export class Settler {
     private readonly clock: () => Date | null = () => null,
     batching: SettleBatcherOptions = { batchMax: 1, batchesInFlightMax: 1 },
   ) {
-    this.#batcher = new SettleBatcher(pool, batching);
+    this.#batcher = new SettleBatcher(pool, batching, (error, size) => {
+      this.log.warn({ err: error, size }, 'a batch of settles failed; settling each alone');
+    });
     this.#queue = new RetryQueue({
       name: 'settle', ...limits, delaysMs: RETRY_DELAYS_MS,
       handOff: async (requestId, reason, error) => {
