@@ -52,7 +52,8 @@ const envSchema = z.object({
   WRITE_POOL_SIZE: int(1, 1000, 10),
   ADMIN_POOL_SIZE: int(1, 1000, 4),
   WRITE_BATCH_MAX: int(1, 256, 64),
-  WRITE_BATCHES_IN_FLIGHT_MAX: int(1, 1000, 2),
+  // 1 measured best (bench, reserve, c=50; README Benchmark): fewer statements in flight, bigger batches.
+  WRITE_BATCHES_IN_FLIGHT_MAX: int(1, 1000, 1),
   // libpq's session options (`-c name=value ...`); read here because the hot pools add their
   // plan mode to it (pools.ts), which would otherwise replace it.
   PGOPTIONS: z.string().max(4096).optional(),
