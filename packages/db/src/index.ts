@@ -13,7 +13,7 @@ export * as keys from './sql/keys.js';
 export * as ledger from './sql/ledger.js';
 export * as requests from './sql/requests.js';
 export type { LedgerEntry, LedgerKind, LedgerQuery, UsageSettlement, SettledEntry } from './sql/ledger.js';
-export type { RequestRow, RequestState, NewRequest, Affordability, Admission, AdmitResult, BarrierMode, BatchAdmission } from './sql/requests.js';
+export type { RequestRow, RequestState, NewRequest, Affordability, Admission, AdmitResult, BarrierMode, BatchAdmission, UserCalls, ManyAdmission } from './sql/requests.js';
 export type { UserRow } from './sql/users.js';
 export * as replicas from './sql/replicas.js';
 export * as idempotency from './sql/idempotency.js';

@@ -1,4 +1,5 @@
-// Property test on real Postgres: random interleavings of admit (both modes' statements),
+// Property test on real Postgres: random interleavings of admit (both modes' statements, one
+// user's or several users' at once),
 // settle (alone and several in one statement), fail, defer (awaiting_cost), unresolved, void, operator settle, grants and "crashes"
 // (a request simply abandoned in flight), several at a time. After every round:
 // held_nano = Σ holds of open requests and balance = Σ ledger, for every user (verify's checks);
@@ -54,6 +55,20 @@ QUnit.module('holds: property (random operation sequences)', (hooks) => {
             id: randomUUID(), model: 'm', stream: false, upstreamHoldNano: amount(15_000), holdCompletionTokens: 1, keyId: keyOf(userId),
           }));
           return requests.admitBatch(db.pool, { userId, replicaId: 'prop', minBalanceNano: 0n, lockKey: BigInt(userId.charCodeAt(1)), calls });
+        },
+        async () => {
+          // Several users' admissions in one statement, as the admission batcher sends them.
+          const chosen = USERS.filter(() => random() < 0.6);
+          if (chosen.length === 0) return null;
+          return requests.admitMany(db.pool, {
+            mode: 'reserve', replicaId: 'prop', minBalanceNano: 0n, now: null,
+            users: chosen.sort(() => random() - 0.5).map((userId) => ({
+              userId, lockKey: BigInt(userId.charCodeAt(1)), probe: random() < 0.3,
+              calls: Array.from({ length: 1 + Math.floor(random() * 3) }, () => ({
+                id: randomUUID(), model: 'm', stream: false, upstreamHoldNano: amount(15_000), holdCompletionTokens: 1, keyId: keyOf(userId),
+              })),
+            })),
+          });
         },
         async () => { const id = await open(['in_flight', 'awaiting_cost', 'unresolved']); if (id) await ledger.settleUsage(db.pool, { requestId: id, upstreamCostNano: amount(25_000), generationId: null, promptTokens: 1, completionTokens: 1 }); },
         async () => {

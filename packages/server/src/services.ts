@@ -1,6 +1,7 @@
 import type { CostBarrier, Pools } from '@metergate/db';
 import type { CostLookup } from './billing/cost-lookup.js';
 import type { Settler } from './billing/settler.js';
+import type { AdmissionStatements } from './holds/admission-statements.js';
 import type { GenerationIdBatcher } from './billing/generation-ids.js';
 import type { KeyCache } from './auth/key-cache.js';
 import type { KeyWriter } from './idempotency/key-writer.js';
@@ -25,6 +26,8 @@ export interface Services {
   readonly barrier: CostBarrier;
   readonly upstream: OpenRouterClient;
   readonly settler: Settler;
+  /** Admission statements, several users' per statement when they arrive together. */
+  readonly admissionStatements: AdmissionStatements;
   /** Streams' generation ids, batched (billing/generation-ids.ts). */
   readonly generationIds: GenerationIdBatcher;
   readonly keyCache: KeyCache;

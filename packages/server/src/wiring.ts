@@ -19,6 +19,7 @@ import { UnsettledGauges } from './unsettled-gauges.js';
 import { OpenRouterClient } from './upstream/openrouter.js';
 import { WebhookDeliverer } from './webhooks/deliverer.js';
 import { generationIdBatcher } from './billing/generation-ids.js';
+import { admissionStatements } from './holds/admission-statements.js';
 
 /** Wiring: every long-lived part of one replica, built from the config, nothing started yet. */
 export function buildServices(options: RuntimeOptions, pools: Pools, migrations: Services['migrations']): Services {
@@ -81,6 +82,7 @@ export function buildServices(options: RuntimeOptions, pools: Pools, migrations:
     idempotencyWriter: new KeyWriter(metrics, log, retryLimits), heartbeat, reconciler, unsettledGauges,
     lifecycle: { draining: false, inFlight: 0 }, clock, webhooks: new WebhookDeliverer(pools.write, config, log),
     generationIds: generationIdBatcher(pools.write, writeBatching, log),
+    admissionStatements: admissionStatements(pools.write, config.replicaId, config.minBalanceNano, writeBatching, log),
   };
   servicesRef.current = services;
   return services;

@@ -125,33 +125,76 @@ export interface CallsAdmission {
   probe?: boolean;
 }
 
+/** One user's calls in a statement admitting several users (admitMany). */
+export interface UserCalls {
+  userId: string;
+  /** As CallsAdmission.lockKey. */
+  lockKey: bigint | null;
+  calls: BatchCall[];
+  probe?: boolean;
+}
+
+export interface ManyAdmission {
+  mode: BarrierMode;
+  replicaId: string;
+  minBalanceNano: bigint;
+  now: Date | null;
+  /** Each user at most once. */
+  users: UserCalls[];
+}
+
+/** Calls per admission statement, at most (all users together): 256 users × 256 same-user calls. */
+export const ADMISSION_CALLS_MAX = 65_536;
+
 /**
- * The one admission statement of both modes. The user's row, the calls' key rows and their
- * spend-limit rows are locked (FOR UPDATE reads the latest committed version even though the
- * statement's snapshot predates the advisory lock), then per call, in arrival order, with the
- * sums over it and the calls before it (per key for key limits):
+ * The one admission statement of both modes. The users' locks are taken (reserve), then their
+ * rows, the calls' key rows and their spend-limit rows are locked, each in id order (FOR UPDATE
+ * reads the latest committed version even though the statement's snapshot predates the
+ * advisory locks); then per user, per call in arrival order, with the sums over it and the
+ * user's calls before it (per key for key limits):
  *   concurrent:  open_calls + n ≤ concurrent_calls            (user, key)
  *   rate:        admitted this UTC minute + n ≤ requests_per_minute (fixed window)
  *   spend limit: reserve: spent in period + held + holds ≤ amount; serialize: spent + held < amount
  *   balance:     reserve: available − holds ≥ minimum; serialize: available > minimum
- * The longest prefix that passes is admitted (holds, open calls and rate windows added to the
- * user's and keys' rows, request rows written). A call after the first refused one that failed
- * no check of its own gets no outcome: the caller retries it in a later statement.
+ * Of each user's calls the longest prefix that passes is admitted (holds, open calls and rate
+ * windows added to the user's and keys' rows, request rows written). A call after the user's
+ * first refused one that failed no check of its own gets no outcome: the caller retries it in
+ * a later statement. A user that does not exist gets no outcome for any of its calls.
  */
 export async function admitCalls(db: Queryable, batch: CallsAdmission): Promise<Map<string, AdmitOutcome>> {
+  const [outcomes] = await admitMany(db, {
+    mode: batch.mode, replicaId: batch.replicaId, minBalanceNano: batch.minBalanceNano, now: batch.now,
+    users: [{ userId: batch.userId, lockKey: batch.lockKey, calls: batch.calls, probe: batch.probe ?? false }],
+  });
+  return outcomes!;
+}
+
+/** admitCalls for several users in one statement and one commit; outcomes per user, in order. */
+export async function admitMany(db: Queryable, batch: ManyAdmission): Promise<Array<Map<string, AdmitOutcome>>> {
+  assert(new Set(batch.users.map((u) => u.userId)).size === batch.users.length, 'a user appears once in an admission statement');
+  const calls = batch.users.flatMap((u) => u.calls.map((c) => ({ user: u, call: c })));
+  assert(calls.length >= 1 && calls.length <= ADMISSION_CALLS_MAX, `an admission statement takes 1 to ${ADMISSION_CALLS_MAX} calls`);
+  const column = <T>(pick: (x: { user: UserCalls; call: BatchCall }) => T) => calls.map(pick);
   const result = await db.query<AdmitRow>(prepared('admit_calls', ADMIT_SQL, [
-    batch.lockKey === null ? null : batch.lockKey.toString(), batch.userId, batch.calls.map((c) => c.id), batch.calls.map((c) => c.model),
-    batch.calls.map((c) => c.stream), batch.calls.map((c) => c.upstreamHoldNano.toString()),
-    batch.calls.map((c) => c.holdCompletionTokens), batch.minBalanceNano.toString(), batch.replicaId,
-    batch.mode, batch.calls.map((c) => c.keyId ?? null), batch.now, batch.calls.map((c) => c.endpoint ?? 'chat'),
-    batch.probe === true,
+    column((x) => (x.user.lockKey === null ? null : x.user.lockKey.toString())), column((x) => x.user.userId),
+    column((x) => x.call.id), column((x) => x.call.model), column((x) => x.call.stream),
+    column((x) => x.call.upstreamHoldNano.toString()), column((x) => x.call.holdCompletionTokens),
+    batch.minBalanceNano.toString(), batch.replicaId, batch.mode, column((x) => x.call.keyId ?? null), batch.now,
+    column((x) => x.call.endpoint ?? 'chat'), column((x) => x.user.probe === true),
   ]));
-  const outcomes = new Map<string, AdmitOutcome>();
+  const byCall = new Map<string, AdmitOutcome>();
   for (const row of result.rows) {
-    if (row.admit) outcomes.set(row.id, { admitted: true, holdNano: BigInt(row.hold_nano) });
-    else if (row.refusal !== null) outcomes.set(row.id, { admitted: false, refusal: toRefusal(row) });
+    if (row.admit) byCall.set(row.id, { admitted: true, holdNano: BigInt(row.hold_nano) });
+    else if (row.refusal !== null) byCall.set(row.id, { admitted: false, refusal: toRefusal(row) });
   }
-  return outcomes;
+  return batch.users.map((u) => {
+    const outcomes = new Map<string, AdmitOutcome>();
+    for (const call of u.calls) {
+      const outcome = byCall.get(call.id);
+      if (outcome !== undefined) outcomes.set(call.id, outcome);
+    }
+    return outcomes;
+  });
 }
 
 interface AdmitRow {
@@ -171,42 +214,53 @@ function toRefusal(row: AdmitRow): Refusal {
 }
 
 const ADMIT_SQL = `
-  with lock as (select count(*) as n from (select pg_advisory_xact_lock($1::bigint) where $1::bigint is not null) l),
+  with input as (
+    select * from unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[],
+                         $11::text[], $13::text[], $14::boolean[]) with ordinality
+             as t(lock_key, user_id, id, model, stream, upstream_hold, tokens, key_id, endpoint, probe, ord)),
+  -- Every user's lock, in key order: two statements admitting overlapping users wait for each
+  -- other, never deadlock (and none waits for a lock while holding a row another wants).
+  lock as (
+    select count(*) as n
+      from (select pg_advisory_xact_lock(k.lock_key)
+              from (select distinct lock_key from input where lock_key is not null order by lock_key) k) l),
+  clock as (
+    select t.now, date_trunc('minute', t.now at time zone 'UTC') at time zone 'UTC' as minute
+      from (select coalesce($12::timestamptz, now()) as now) t),
   account as (
     select u.id, u.balance_nano - u.held_nano as available, u.held_nano, u.open_calls,
            coalesce(u.multiplier_ppm, s.default_multiplier_ppm) as ppm,
            u.requests_per_minute as rpm, u.concurrent_calls as conc, c.now, c.minute,
            case when u.rate_window_start = c.minute then u.rate_window_count else 0 end as rate_used
-      from users u cross join pricing_settings s cross join lock
-      cross join (select t.now, date_trunc('minute', t.now at time zone 'UTC') at time zone 'UTC' as minute
-                    from (select coalesce($12::timestamptz, now()) as now) t) c
-     where u.id = $2::text
+      from users u cross join pricing_settings s cross join lock cross join clock c
+     where u.id in (select user_id from input)
+     order by u.id
        for update of u),
   calls as (
-    select t.id, t.model, t.stream, t.tokens, t.key_id, t.endpoint, t.ord,
+    select t.id, t.user_id, t.model, t.stream, t.tokens, t.key_id, t.endpoint, t.probe, t.ord,
            div(t.upstream_hold::numeric * a.ppm + 999999, 1000000)::bigint as hold
-      from unnest($3::uuid[], $4::text[], $5::boolean[], $6::bigint[], $7::integer[], $11::text[], $13::text[])
-             with ordinality as t(id, model, stream, upstream_hold, tokens, key_id, endpoint, ord)
-     cross join account a),
+      from input t join account a on a.id = t.user_id),
   keys as (
-    select k.id, k.held_nano, k.open_calls, k.requests_per_minute as rpm, k.concurrent_calls as conc,
-           case when k.rate_window_start = a.minute then k.rate_window_count else 0 end as rate_used
-      from api_keys k cross join account a
-     where k.id in (select key_id from calls) and k.user_id = a.id
+    select k.id, k.user_id, k.held_nano, k.open_calls, k.requests_per_minute as rpm, k.concurrent_calls as conc,
+           case when k.rate_window_start = c.minute then k.rate_window_count else 0 end as rate_used
+      from api_keys k cross join clock c
+     where k.id in (select key_id from calls) and k.user_id in (select id from account)
+     order by k.id
        for update of k),
   limits as (
     select l.scope_kind, l.scope_id, l.period, l.amount_nano,
-           case when l.period_start = spend_period_start(l.period, a.now) then l.spent_nano else 0 end as spent,
-           spend_period_end(l.period, a.now) as resets_at
-      from spend_limits l cross join account a cross join (select count(*) from keys) after_keys
-     where (l.scope_kind = 'user' and l.scope_id = a.id)
+           case when l.period_start = spend_period_start(l.period, c.now) then l.spent_nano else 0 end as spent,
+           spend_period_end(l.period, c.now) as resets_at
+      from spend_limits l cross join clock c cross join (select count(*) from keys) after_keys
+     where (l.scope_kind = 'user' and l.scope_id in (select id from account))
         or (l.scope_kind = 'key' and l.scope_id in (select id from keys))
+     order by l.scope_kind, l.scope_id, l.period
        for update of l),
   running as (
-    select c.*, sum(c.hold) over w_all as user_cum, count(*) over w_all as user_n,
+    select c.*, sum(c.hold) over w_user as user_cum, count(*) over w_user as user_n,
            sum(c.hold) over w_key as key_cum, count(*) over w_key as key_n
       from calls c
-    window w_all as (order by c.ord), w_key as (partition by c.key_id order by c.ord)),
+    window w_user as (partition by c.user_id order by c.ord), w_key as (partition by c.key_id order by c.ord)),
   checked as (
     select r.*, sl.period, sl.amount_nano, sl.spent, sl.held as limit_held, sl.resets_at,
            case
@@ -218,51 +272,52 @@ const ADMIT_SQL = `
              when ($10::text = 'reserve' and a.available - r.user_cum < $8::bigint)
                or ($10::text = 'serialize' and a.available - (r.user_cum - r.hold) <= $8::bigint) then 'insufficient_credits'
            end as refusal
-      from running r cross join account a
-      left join keys k on k.id = r.key_id
+      from running r join account a on a.id = r.user_id
+      left join keys k on k.id = r.key_id and k.user_id = r.user_id
       left join lateral (
         select l.scope_kind, l.period, l.amount_nano, l.spent, v.held, l.resets_at
           from limits l
          cross join lateral (select case when l.scope_kind = 'user' then a.held_nano else k.held_nano end as held,
                                     case when l.scope_kind = 'user' then r.user_cum else r.key_cum end as cum) v
-         where (l.scope_kind = 'user' or l.scope_id = r.key_id)
+         where ((l.scope_kind = 'user' and l.scope_id = r.user_id) or (l.scope_kind = 'key' and l.scope_id = r.key_id))
            and (($10::text = 'reserve' and l.spent + v.held + v.cum > l.amount_nano)
              or ($10::text = 'serialize' and l.spent + v.held + v.cum - r.hold >= l.amount_nano))
          order by l.scope_kind desc, l.period
          limit 1) sl on true),
-  decided as (select c.*, bool_and(c.refusal is null) over (order by c.ord) as admit from checked c),
+  decided as (select c.*, bool_and(c.refusal is null) over (partition by c.user_id order by c.ord) as admit from checked c),
   admitted as (select * from decided where admit),
   user_update as (
     update users u
        set held_nano = u.held_nano + s.held, open_calls = u.open_calls + s.n,
-           rate_window_count = case when u.rate_window_start = a.minute then u.rate_window_count else 0 end + s.n,
-           rate_window_start = a.minute
-      from (select sum(hold) as held, count(*)::integer as n from admitted) s cross join account a
-     where u.id = a.id and s.n > 0),
+           rate_window_count = case when u.rate_window_start = c.minute then u.rate_window_count else 0 end + s.n,
+           rate_window_start = c.minute
+      from (select user_id, sum(hold) as held, count(*)::integer as n from admitted group by user_id) s cross join clock c
+     where u.id = s.user_id),
   key_update as (
     update api_keys k
        set held_nano = k.held_nano + s.held, open_calls = k.open_calls + s.n,
-           rate_window_count = case when k.rate_window_start = a.minute then k.rate_window_count else 0 end + s.n,
-           rate_window_start = a.minute
+           rate_window_count = case when k.rate_window_start = c.minute then k.rate_window_count else 0 end + s.n,
+           rate_window_start = c.minute
       from (select key_id, sum(hold) as held, count(*)::integer as n from admitted where key_id is not null group by key_id) s
-     cross join account a
+     cross join clock c
      where k.id = s.key_id),
   inserted as (
     insert into requests (id, user_id, replica_id, model, stream, state, hold_nano, hold_completion_tokens, key_id, endpoint)
-    select id, $2::text, $9::text, model, stream, 'in_flight', hold, tokens, key_id, endpoint from admitted
+    select id, user_id, $9::text, model, stream, 'in_flight', hold, tokens, key_id, endpoint from admitted
     returning id),
-  -- Webhooks: limit.reached once per limit and period, with the first call it refuses.
+  -- Webhooks: limit.reached once per limit and period, with the first call it refuses (not a
+  -- probe's: a probe that a limit refuses is retried with a smaller budget).
   reached as (
-    update spend_limits l set reached_period_start = spend_period_start(l.period, a.now)
-      from (select distinct d.refusal, d.period, d.key_id from decided d
-             where not d.admit and d.refusal like 'spend_limit:%' and not $14::boolean) h
-     cross join account a
+    update spend_limits l set reached_period_start = spend_period_start(l.period, c.now)
+      from (select distinct d.refusal, d.period, d.key_id, d.user_id from decided d
+             where not d.admit and d.refusal like 'spend_limit:%' and not d.probe) h
+     cross join clock c
      where l.period = h.period
-       and ((h.refusal = 'spend_limit:user' and l.scope_kind = 'user' and l.scope_id = a.id)
+       and ((h.refusal = 'spend_limit:user' and l.scope_kind = 'user' and l.scope_id = h.user_id)
          or (h.refusal = 'spend_limit:key' and l.scope_kind = 'key' and l.scope_id = h.key_id))
-       and l.reached_period_start is distinct from spend_period_start(l.period, a.now)
-    returning l.scope_kind, l.scope_id, l.period, l.amount_nano, spend_period_end(l.period, a.now) as resets_at),
-  ${emitCtes('reached', `select 'limit.reached', $2::text, jsonb_build_object('scope', r.scope_kind, 'id', r.scope_id, 'user_id', $2::text,
+       and l.reached_period_start is distinct from spend_period_start(l.period, c.now)
+    returning l.scope_kind, l.scope_id, l.period, l.amount_nano, spend_period_end(l.period, c.now) as resets_at, h.user_id),
+  ${emitCtes('reached', `select 'limit.reached', r.user_id, jsonb_build_object('scope', r.scope_kind, 'id', r.scope_id, 'user_id', r.user_id,
       'period', r.period, 'amount_usd', ${usdSql('r.amount_nano')}, 'resets_at', r.resets_at) from reached r`)}
   select d.id::text, d.admit, d.hold::text as hold_nano, case when d.admit then null else d.refusal end as refusal,
          (case split_part(d.refusal, ':', 1)
@@ -271,7 +326,7 @@ const ADMIT_SQL = `
             when 'spend_limit' then d.amount_nano end)::text as limit_value,
          d.period, d.spent::text, d.limit_held::text,
          case when d.refusal like 'requests_per_minute:%' then a.minute + interval '1 minute' else d.resets_at end as resets_at
-    from decided d cross join account a left join keys k on k.id = d.key_id
+    from decided d join account a on a.id = d.user_id left join keys k on k.id = d.key_id and k.user_id = d.user_id
    order by d.ord`;
 
 export interface Affordability {

@@ -48,12 +48,14 @@ export async function admitSerialize(services: Services, request: NewRequest, pr
   const budget = pricing.priced ? defaultBudget(pricing.shape) : null;
   const bounded = pricing.priced && budget !== null;
   const upstreamHoldNano = bounded ? cappedHoldNano(services, pricing.shape, budget) : services.config.holdFallbackNano;
-  const result = await requests.admitRequest(services.pools.write, request, {
-    minBalanceNano: services.config.minBalanceNano, upstreamHoldNano, holdCompletionTokens: bounded ? tokensColumn(budget) : null,
-    now: services.clock(),
+  const outcomes = await services.admissionStatements.submit({
+    mode: 'serialize', userId: request.userId, lockKey: null, now: services.clock(),
+    calls: [{ id: request.id, model: request.model, stream: request.stream, keyId: request.keyId ?? null, endpoint: request.endpoint ?? 'chat',
+      upstreamHoldNano, holdCompletionTokens: bounded ? tokensColumn(budget) : null }],
   });
+  const result = outcomes.get(request.id) ?? { admitted: false };
   if (!result.admitted) {
-    const limited = result.refusal === undefined ? null : limitError(services, result.refusal);
+    const limited = !('refusal' in result) ? null : limitError(services, result.refusal);
     if (limited !== null) throw limited;
     throw refused(services, 'insufficient credits: the available balance (the balance less the holds of calls whose cost is not known yet) must be above the minimum to start a call');
   }
@@ -164,9 +166,8 @@ export async function runAdmissionBatch(services: Services, userId: string, call
   options: { probe?: boolean } = {}): Promise<Map<string, AdmitOutcome>> {
   const started = performance.now();
   try {
-    return await requests.admitCalls(services.pools.write, {
-      mode: 'reserve', userId, replicaId: services.config.replicaId, minBalanceNano: services.config.minBalanceNano,
-      lockKey: costLockKey(userId), calls, now: services.clock(), probe: options.probe ?? false,
+    return await services.admissionStatements.submit({
+      mode: 'reserve', userId, lockKey: costLockKey(userId), calls, now: services.clock(), probe: options.probe ?? false,
     });
   } finally {
     services.metrics.lockHold.observe({ mode: 'reserve' }, (performance.now() - started) / 1000);
