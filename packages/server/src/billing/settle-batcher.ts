@@ -22,9 +22,6 @@ export class SettleBatcher {
     }, options);
   }
 
-  /** Settles waiting for a statement (for metrics). */
-  get waiting(): number { return this.#batcher.waiting; }
-
   settle(usage: UsageSettlement): Promise<SettledEntry | null> {
     return this.#batcher.submit(usage);
   }

@@ -66,9 +66,6 @@ export class Settler {
 
   get pendingRetries(): number { return this.#queue.size; }
 
-  /** Settles waiting for a settle statement on the write pool. */
-  get waitingForStatement(): number { return this.#batcher.waiting; }
-
   /**
    * `lockTxn` (serialize mode): the first attempt runs in the user's lock transaction and
    * commits with it in one round trip; retries run on the write pool like any other.
