@@ -81,8 +81,8 @@ export function buildServices(options: RuntimeOptions, pools: Pools, migrations:
     keyCache: new KeyCache(config.authCacheMs, config.authCacheEntriesMax),
     idempotencyWriter: new KeyWriter(metrics, log, retryLimits), heartbeat, reconciler, unsettledGauges,
     lifecycle: { draining: false, inFlight: 0 }, clock, webhooks: new WebhookDeliverer(pools.write, config, log),
-    generationIds: generationIdBatcher(pools.write, writeBatching, log),
-    admissionStatements: admissionStatements(pools.write, config.replicaId, config.minBalanceNano, writeBatching, log),
+    generationIds: generationIdBatcher(pools.write, writeBatching, log, metrics),
+    admissionStatements: admissionStatements(pools.write, config.replicaId, config.minBalanceNano, writeBatching, log, metrics),
   };
   servicesRef.current = services;
   return services;

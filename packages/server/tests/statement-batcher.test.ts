@@ -14,6 +14,7 @@ function gate(): Gate {
 function recorder(options: { failMany?: boolean; failOne?: (n: number) => boolean } = {}) {
   const calls: Array<{ kind: 'many' | 'one'; items: number[]; gate: Gate }> = [];
   const failures: Array<{ size: number }> = [];
+  const sizes: number[] = [];
   const statement: BatchStatement<number, string> = {
     async many(items) {
       const g = gate();
@@ -31,15 +32,16 @@ function recorder(options: { failMany?: boolean; failOne?: (n: number) => boolea
     },
     group: (n) => (n >= 100 ? 'big' : 'small'),
     batchFailed: (_error, size) => { failures.push({ size }); },
+    sent: (size) => { sizes.push(size); },
   };
-  return { calls, failures, statement };
+  return { calls, failures, sizes, statement };
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 QUnit.module('statement batcher', () => {
   QUnit.test('goes out at once when a slot is free; later items wait and leave together, by group, within batchMax', async (assert) => {
-    const { calls, statement } = recorder();
+    const { calls, sizes, statement } = recorder();
     const batcher = new StatementBatcher(statement, { batchMax: 3, batchesInFlightMax: 1 });
     const results = [1, 2, 3, 4, 100, 5, 101].map((n) => batcher.submit(n));
     await tick();
@@ -56,6 +58,7 @@ QUnit.module('statement batcher', () => {
     assert.deepEqual(calls[3]!.items, [5]);
     calls[3]!.gate.open();
     assert.deepEqual(await Promise.all(results), ['ok 1', 'ok 2', 'ok 3', 'ok 4', 'ok 100', 'ok 5', 'ok 101']);
+    assert.deepEqual(sizes, [1, 3, 2, 1], 'each statement\'s size reported (the metric)');
   });
 
   QUnit.test('batchesInFlightMax statements at once, never more', async (assert) => {

@@ -1,6 +1,7 @@
 import { requests } from '@metergate/db';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import { StatementBatcher, type StatementBatcherOptions } from './statement-batcher.js';
 
 export interface GenerationIdRecord { requestId: string; generationId: string }
@@ -13,7 +14,7 @@ export type GenerationIdBatcher = StatementBatcher<GenerationIdRecord, void>;
  * statement when they arrive together (statement-batcher.ts). Committed without waiting for
  * the WAL flush (requests.recordGenerationIds 'async': the settle records the id again).
  */
-export function generationIdBatcher(pool: pg.Pool, options: StatementBatcherOptions, log: Logger): GenerationIdBatcher {
+export function generationIdBatcher(pool: pg.Pool, options: StatementBatcherOptions, log: Logger, metrics: Metrics): GenerationIdBatcher {
   return new StatementBatcher<GenerationIdRecord, void>({
     many: async (records) => {
       await requests.recordGenerationIds(pool, records, 'async');
@@ -21,6 +22,10 @@ export function generationIdBatcher(pool: pg.Pool, options: StatementBatcherOpti
     },
     one: (record) => requests.recordGenerationId(pool, record.requestId, record.generationId, 'async'),
     group: () => 'async',
-    batchFailed: (error, size) => log.warn({ err: error, size }, 'a batch of generation ids failed; recording each alone'),
+    batchFailed: (error, size) => {
+      metrics.statementBatchFailures.inc({ kind: 'generation_id' });
+      log.warn({ err: error, size }, 'a batch of generation ids failed; recording each alone');
+    },
+    sent: (size) => metrics.statementBatchSize.observe({ kind: 'generation_id' }, size),
   }, { ...options, batchMax: Math.min(options.batchMax, requests.GENERATION_IDS_MAX) });
 }

@@ -1,6 +1,6 @@
 import { ledger, type SettledEntry, type UsageSettlement } from '@metergate/db';
 import type pg from 'pg';
-import { StatementBatcher, type StatementBatcherOptions } from './statement-batcher.js';
+import { StatementBatcher, type BatchStatement, type StatementBatcherOptions } from './statement-batcher.js';
 
 export type SettleBatcherOptions = StatementBatcherOptions;
 
@@ -12,13 +12,14 @@ export type SettleBatcherOptions = StatementBatcherOptions;
 export class SettleBatcher {
   readonly #batcher: StatementBatcher<UsageSettlement, SettledEntry | null>;
 
-  constructor(pool: pg.Pool, options: SettleBatcherOptions, onBatchFailed: (error: unknown, size: number) => void = () => undefined) {
+  constructor(pool: pg.Pool, options: SettleBatcherOptions, hooks: Pick<BatchStatement<unknown, unknown>, 'batchFailed' | 'sent'> = { batchFailed: () => undefined }) {
     if (options.batchMax > ledger.SETTLE_BATCH_MAX) throw new RangeError(`settle batchMax above ${ledger.SETTLE_BATCH_MAX}`);
     this.#batcher = new StatementBatcher({
       many: (usages) => ledger.settleUsages(pool, usages),
       one: (usage) => ledger.settleUsage(pool, usage),
       group: (usage) => String(usage.now?.getTime() ?? 'database'),
-      batchFailed: onBatchFailed,
+      batchFailed: (error, size) => hooks.batchFailed(error, size),
+      sent: (size) => hooks.sent?.(size),
     }, options);
   }
 

@@ -48,8 +48,12 @@ export class Settler {
     private readonly clock: () => Date | null = () => null,
     batching: SettleBatcherOptions = { batchMax: 1, batchesInFlightMax: 1 },
   ) {
-    this.#batcher = new SettleBatcher(pool, batching, (error, size) => {
-      this.log.warn({ err: error, size }, 'a batch of settles failed; settling each alone');
+    this.#batcher = new SettleBatcher(pool, batching, {
+      batchFailed: (error, size) => {
+        this.metrics.statementBatchFailures.inc({ kind: 'settle' });
+        this.log.warn({ err: error, size }, 'a batch of settles failed; settling each alone');
+      },
+      sent: (size) => this.metrics.statementBatchSize.observe({ kind: 'settle' }, size),
     });
     this.#queue = new RetryQueue({
       name: 'settle', ...limits, delaysMs: RETRY_DELAYS_MS,

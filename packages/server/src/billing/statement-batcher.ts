@@ -16,6 +16,8 @@ export interface BatchStatement<In, Out> {
   group(item: In): string;
   /** A batch failed and its items are being retried alone: told so that it is seen (log, metric). */
   batchFailed(error: unknown, size: number): void;
+  /** A statement left with this many items (a metric). */
+  sent?(size: number): void;
 }
 
 interface Waiting<In, Out> {
@@ -77,6 +79,7 @@ export class StatementBatcher<In, Out> {
   }
 
   async #run(batch: Array<Waiting<In, Out>>): Promise<void> {
+    this.statement.sent?.(batch.length);
     if (batch.length === 1) {
       const [only] = batch as [Waiting<In, Out>];
       await this.statement.one(only.item).then(only.resolve, only.reject);

@@ -1,6 +1,7 @@
 import { requests, type AdmitOutcome, type BarrierMode, type UserCalls } from '@metergate/db';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import { StatementBatcher, type StatementBatcherOptions } from '../billing/statement-batcher.js';
 
 export interface UserAdmission extends UserCalls {
@@ -18,7 +19,7 @@ export type AdmissionStatements = StatementBatcher<UserAdmission, Map<string, Ad
  * fail its assertion and be admitted user by user.
  */
 export function admissionStatements(
-  pool: pg.Pool, replicaId: string, minBalanceNano: bigint, options: StatementBatcherOptions, log: Logger,
+  pool: pg.Pool, replicaId: string, minBalanceNano: bigint, options: StatementBatcherOptions, log: Logger, metrics: Metrics,
 ): AdmissionStatements {
   const admit = (users: UserAdmission[]) => requests.admitMany(pool, {
     mode: users[0]!.mode, replicaId, minBalanceNano, now: users[0]!.now, users,
@@ -27,6 +28,10 @@ export function admissionStatements(
     many: admit,
     one: async (user) => (await admit([user]))[0]!,
     group: (user) => `${user.mode}:${user.now?.getTime() ?? 'database'}`,
-    batchFailed: (error, size) => log.warn({ err: error, size }, 'an admission statement for several users failed; admitting each alone'),
+    batchFailed: (error, size) => {
+      metrics.statementBatchFailures.inc({ kind: 'admission' });
+      log.warn({ err: error, size }, 'an admission statement for several users failed; admitting each alone');
+    },
+    sent: (size) => metrics.statementBatchSize.observe({ kind: 'admission' }, size),
   }, options);
 }
