@@ -23,6 +23,9 @@ export class SettleBatcher {
     }, options);
   }
 
+  /** Settle statements are in flight or waiting (settler.ts: where a serialize settle goes). */
+  get busy(): boolean { return this.#batcher.busy; }
+
   settle(usage: UsageSettlement): Promise<SettledEntry | null> {
     return this.#batcher.submit(usage);
   }

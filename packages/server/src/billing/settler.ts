@@ -37,6 +37,8 @@ export class Settler {
   /** The settlement of each entry in the queue (by request id), for the hand-off. */
   readonly #inputs = new Map<string, SettleInput>();
   readonly #batcher: SettleBatcher;
+  /** Settle statements under way from this process, on either path (see attempt). */
+  #settling = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -72,7 +74,8 @@ export class Settler {
 
   /**
    * `lockTxn` (serialize mode): the first attempt runs in the user's lock transaction and
-   * commits with it in one round trip; retries run on the write pool like any other.
+   * commits with it in one round trip, unless other settles are under way (then it is batched
+   * with them, see attempt); retries run on the write pool like any other.
    */
   async settle(input: SettleInput, lockTxn?: ledger.SettleInLockTransaction): Promise<SettleResult> {
     try {
@@ -117,7 +120,17 @@ export class Settler {
     };
     let entry: SettledEntry | null;
     try {
-      entry = lockTxn === undefined ? await this.#batcher.settle(usage) : await ledger.settleUsage(lockTxn, usage);
+      // Serialize: alone, the settle is the lock transaction's last statement, committed with it
+      // in one round trip; under load it joins the batched settles instead (one statement and
+      // one commit for many users), and the lock transaction, which wrote nothing, commits
+      // after it without a WAL flush. Either way the cost is committed before the lock is freed.
+      const alone = this.#settling === 0 && !this.#batcher.busy;
+      this.#settling += 1;
+      try {
+        entry = lockTxn !== undefined && alone ? await ledger.settleUsage(lockTxn, usage) : await this.#batcher.settle(usage);
+      } finally {
+        this.#settling -= 1;
+      }
     } catch (error) {
       const refusal = permanentRefusal(error);
       if (refusal === null) throw error;
