@@ -77,11 +77,11 @@ export function createPools(options: PoolsOptions): Pools {
 /**
  * The call path's statements are named prepared statements (sql/prepared.ts) whose best plan
  * does not depend on the call: one user's row, one request, one key. Left to choose, Postgres
- * keeps planning the admission and settle statements anew on every execution (a custom plan
- * of a statement with parameter switches looks cheaper than the generic one), and planning a
- * statement of a dozen CTEs costs more than running it. Measured with `npm run bench:profile
- * -- --barrier reserve`: Postgres CPU per call 4.1 ms with custom plans, and the throughput at
- * c=50 rose from about 400 to 557 req/s with generic ones (README, Benchmark).
+ * planned the admission statement anew on every execution (its custom plans, which prune the
+ * parameter switches, look cheaper than the generic one: tests/pools-plans.test.ts), and
+ * planning a statement of a dozen CTEs took about 3 ms, more than running it. Measured with
+ * `npm run bench -- --barrier reserve --profile`: Postgres CPU per call at c=50 7.3 -> 3.9 ms,
+ * 154 -> 229 req/s (README, Benchmark).
  */
 export const HOT_SESSION_OPTIONS = '-c plan_cache_mode=force_generic_plan';
 

@@ -152,7 +152,7 @@ export interface Config {
   readonly writePoolSize: number;
   /** Clients for operators' reports, exports and admin API calls (planned per query). */
   readonly adminPoolSize: number;
-  /** Settles (or stream generation ids) per statement on the write pool, at most (statement-batcher.ts). */
+  /** Admissions (users), settles or streams' generation ids per statement on the write pool, at most (statement-batcher.ts). */
   readonly writeBatchMax: number;
   /** Such statements in flight at once per replica and kind; later ones wait and go out together. */
   readonly writeBatchesInFlightMax: number;
