@@ -65,7 +65,8 @@ export type AdmitOutcome = { admitted: true; holdNano: bigint } | { admitted: fa
  * bound is one request) and every spend limit has spent + held below it (the same bound);
  * held_nano grows by the hold (the worst case × the user's multiplier, rounded up as the
  * settle rounds) and the request row is written with it, or neither happens.
- * Reserve mode admits with admitBatch below.
+ * Reserve mode admits with admitBatch below. (The proxy sends both modes' admissions through
+ * its admission batcher, which calls admitMany; this single-call form is for tools and tests.)
  */
 export async function admitRequest(db: Queryable, request: NewRequest, admission: Admission): Promise<AdmitResult> {
   const outcomes = await admitCalls(db, {

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { requests } from '@metergate/db';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
@@ -15,6 +16,7 @@ export type GenerationIdBatcher = StatementBatcher<GenerationIdRecord, void>;
  * the WAL flush (requests.recordGenerationIds 'async': the settle records the id again).
  */
 export function generationIdBatcher(pool: pg.Pool, options: StatementBatcherOptions, log: Logger, metrics: Metrics): GenerationIdBatcher {
+  assert(options.batchMax <= requests.GENERATION_IDS_MAX, `generation id batchMax above ${requests.GENERATION_IDS_MAX}`);
   return new StatementBatcher<GenerationIdRecord, void>({
     many: async (records) => {
       await requests.recordGenerationIds(pool, records, 'async');
@@ -27,5 +29,5 @@ export function generationIdBatcher(pool: pg.Pool, options: StatementBatcherOpti
       log.warn({ err: error, size }, 'a batch of generation ids failed; recording each alone');
     },
     sent: (size) => metrics.statementBatchSize.observe({ kind: 'generation_id' }, size),
-  }, { ...options, batchMax: Math.min(options.batchMax, requests.GENERATION_IDS_MAX) });
+  }, options);
 }

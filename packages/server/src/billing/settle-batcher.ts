@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { ledger, type SettledEntry, type UsageSettlement } from '@metergate/db';
 import type pg from 'pg';
 import { StatementBatcher, type BatchStatement, type StatementBatcherOptions } from './statement-batcher.js';
@@ -13,7 +14,7 @@ export class SettleBatcher {
   readonly #batcher: StatementBatcher<UsageSettlement, SettledEntry | null>;
 
   constructor(pool: pg.Pool, options: SettleBatcherOptions, hooks: Pick<BatchStatement<unknown, unknown>, 'batchFailed' | 'sent'> = { batchFailed: () => undefined }) {
-    if (options.batchMax > ledger.SETTLE_BATCH_MAX) throw new RangeError(`settle batchMax above ${ledger.SETTLE_BATCH_MAX}`);
+    assert(options.batchMax <= ledger.SETTLE_BATCH_MAX, `settle batchMax above ${ledger.SETTLE_BATCH_MAX}`);
     this.#batcher = new StatementBatcher({
       many: (usages) => ledger.settleUsages(pool, usages),
       one: (usage) => ledger.settleUsage(pool, usage),
@@ -22,9 +23,6 @@ export class SettleBatcher {
       sent: (size) => hooks.sent?.(size),
     }, options);
   }
-
-  /** Settle statements are in flight or waiting (settler.ts: where a serialize settle goes). */
-  get busy(): boolean { return this.#batcher.busy; }
 
   settle(usage: UsageSettlement): Promise<SettledEntry | null> {
     return this.#batcher.submit(usage);

@@ -124,7 +124,8 @@ export class Settler {
       // in one round trip; under load it joins the batched settles instead (one statement and
       // one commit for many users), and the lock transaction, which wrote nothing, commits
       // after it without a WAL flush. Either way the cost is committed before the lock is freed.
-      const alone = this.#settling === 0 && !this.#batcher.busy;
+      // Every settle of this process goes through here, so none under way means none batched either.
+      const alone = this.#settling === 0;
       this.#settling += 1;
       try {
         entry = lockTxn !== undefined && alone ? await ledger.settleUsage(lockTxn, usage) : await this.#batcher.settle(usage);

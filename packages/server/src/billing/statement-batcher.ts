@@ -47,9 +47,6 @@ export class StatementBatcher<In, Out> {
 
   get waiting(): number { return this.#waiting.length; }
 
-  /** A statement is in flight or items wait: an item submitted now would share a statement. */
-  get busy(): boolean { return this.#inFlight > 0 || this.#waiting.length > 0; }
-
   submit(item: In): Promise<Out> {
     return new Promise((resolve, reject) => {
       this.#waiting.push({ item, resolve, reject });
